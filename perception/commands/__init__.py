@@ -1,0 +1,1 @@
+"""Sub-commands of the ``tadp`` command line; each module exposes ``register(subparsers)``."""
