@@ -1,0 +1,52 @@
+"""The inference network (trunk + 4 task branches + decoders, tiny config, 256x512) exports with
+torch.export and to ONNX; onnxruntime matches torch."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+
+class _Inference(torch.nn.Module):
+    """Tuple outputs in task order, the shape ONNX/TensorRT consume."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model, self.names = model, model.task_names()
+
+    def forward(self, x):
+        out = self.model(x)
+        return tuple(out[n] for n in self.names)
+
+
+@pytest.fixture
+def inference(tiny_model):
+    tiny_model.merge_lora()
+    return _Inference(tiny_model).eval()
+
+
+def test_torch_export(inference, image) -> None:
+    ep = torch.export.export(inference, (image,))
+    with torch.no_grad():
+        ref = inference(image)
+        got = ep.module()(image)
+    assert len(got) == 4
+    for a, b in zip(ref, got):
+        assert (a - b).abs().max() < 1e-5
+
+
+def test_onnx_export_matches_onnxruntime(inference, image, tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    path = tmp_path / "tiny.onnx"
+    torch.onnx.export(inference, (image,), str(path), input_names=["image"],
+                      output_names=inference.names, opset_version=18, dynamo=True)
+    model = onnx.load(str(path))
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    outs = sess.run(None, {"image": image.numpy()})
+    with torch.no_grad():
+        ref = inference(image)
+    for name, a, b in zip(inference.names, ref, outs):
+        err = np.abs(a.numpy() - b).max()
+        assert err < 1e-4, f"{name}: max abs error {err:.2e}"
