@@ -15,7 +15,10 @@ setup(
     version="0.1.0",
     description="Multi-task driving perception: Swin encoder + TADFormer task adapters, ROS 2 node",
     packages=find_packages(include=["perception*", "ros2_nodes*", "calibration*"]),
-    package_data={"perception": ["assets/*.yaml", "assets/*/*", "assets/*/*/*"]},
+    package_data={
+        "perception": ["assets/*.yaml", "assets/*/*", "assets/*/*/*"],
+        "ros2_nodes": ["*.xml"],
+    },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

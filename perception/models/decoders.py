@@ -35,7 +35,7 @@ class FPNDecoder(nn.Module):
 
     def forward(self, feats: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         x = self.lateral[-1](_nchw(feats[-1]))
-        for lat, f in zip(reversed(self.lateral[:-1]), reversed(feats[:-1])):
+        for lat, f in zip(reversed(self.lateral[:-1]), reversed(feats[:-1]), strict=False):
             y = lat(_nchw(f))
             x = y + F.interpolate(x, size=y.shape[-2:], mode="bilinear", align_corners=False)
         x = self.head(self.fuse(x))
@@ -47,7 +47,7 @@ class HRNetDecoder(nn.Module):
                  out_channels: int) -> None:
         super().__init__()
         self.downsampler = nn.ModuleList(
-            nn.Conv2d(d, c, 1, bias=False) for d, c in zip(in_dims, hr_channels))
+            nn.Conv2d(d, c, 1, bias=False) for d, c in zip(in_dims, hr_channels, strict=False))
         total = sum(hr_channels)
         width = 4 * total  # 270 -> 1080 for Swin-T, as in the reference head
         self.last_layer = nn.Sequential(
@@ -58,7 +58,7 @@ class HRNetDecoder(nn.Module):
         )
 
     def forward(self, feats: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        xs = [down(_nchw(f)) for down, f in zip(self.downsampler, feats)]
+        xs = [down(_nchw(f)) for down, f in zip(self.downsampler, feats, strict=False)]
         hw = xs[0].shape[-2:]
         xs = [xs[0]] + [F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
                         for x in xs[1:]]

@@ -97,6 +97,9 @@ class MultiTaskNet(nn.Module):
                                   else BranchParams(self.cfg.encoder, self.cfg.adapter))
         head = TaskHead(cfg, self.cfg, group=group, sources=sources)
         head.to(next(self.encoder.parameters()).device)
+        head.train(self.training)  # a head added to a model in eval mode must not use batch stats
+        if group in self.groups:
+            self.groups[group].train(self.training)
         self.tasks[cfg.name] = head
         return head
 

@@ -124,8 +124,28 @@ def from_windows(windows: torch.Tensor, geo: WindowGeometry) -> torch.Tensor:
     return x
 
 
+_CONSTANTS: dict[tuple, torch.Tensor | None] = {}
+
+
+def cached_constant(key: tuple, build):
+    """Geometry-derived constants (masks, bias indices), built once per shape and device.
+
+    Under torch.export/compile a warm cache makes them graph constants (folded initialisers in
+    ONNX); a cold cache builds them in-graph without storing traced values."""
+    if key in _CONSTANTS:
+        return _CONSTANTS[key]
+    value = build()
+    if not torch.compiler.is_compiling():
+        _CONSTANTS[key] = value
+    return value
+
+
 def key_valid(geo: WindowGeometry, device: torch.device) -> torch.Tensor | None:
     """[nW, N] bool, False for padded tokens; None when nothing is padded."""
+    return cached_constant(("valid", geo, str(device)), lambda: _key_valid(geo, device))
+
+
+def _key_valid(geo: WindowGeometry, device: torch.device) -> torch.Tensor | None:
     if not (geo.pad[0] or geo.pad[1]):
         return None
     hp, wp = geo.padded
@@ -138,6 +158,10 @@ def key_valid(geo: WindowGeometry, device: torch.device) -> torch.Tensor | None:
 
 def attention_mask(geo: WindowGeometry, device: torch.device) -> torch.Tensor | None:
     """[nW, N, N] additive mask: shifted-window regions (as Swin) and padded keys."""
+    return cached_constant(("mask", geo, str(device)), lambda: _attention_mask(geo, device))
+
+
+def _attention_mask(geo: WindowGeometry, device: torch.device) -> torch.Tensor | None:
     hp, wp = geo.padded
     mask = None
     if geo.shift[0] or geo.shift[1]:
@@ -158,6 +182,17 @@ def attention_mask(geo: WindowGeometry, device: torch.device) -> torch.Tensor | 
         pad_mask = pad_mask.masked_fill(~valid.unsqueeze(1), _NEG)
         mask = pad_mask if mask is None else mask + pad_mask
     return mask
+
+
+def _relative_index(table_window: int, window: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """Flat indices into a (2w-1)^2 relative-position table for a (possibly smaller) window."""
+    wh, ww = window
+    coords = torch.stack(torch.meshgrid(torch.arange(wh), torch.arange(ww), indexing="ij"))
+    coords = coords.flatten(1)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)
+    rel[..., 0] += table_window - 1
+    rel[..., 1] += table_window - 1
+    return (rel[..., 0] * (2 * table_window - 1) + rel[..., 1]).reshape(-1).to(device)
 
 
 class DropPath(nn.Module):
@@ -205,23 +240,12 @@ class WindowAttention(nn.Module):
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.qkv = LoRALinear(dim, dim * 3, bias=qkv_bias, mergeable=True, **kw)
         self.proj = LoRALinear(dim, dim, mergeable=mergeable, **kw)
-        self._bias_cache: dict[tuple[int, int, str], torch.Tensor] = {}
 
     def relative_bias(self, window: tuple[int, int]) -> torch.Tensor:
         """[nH, N, N] bias for a (possibly smaller than configured) window, indexed from the table."""
-        key = (window[0], window[1], str(self.relative_position_bias_table.device))
-        idx = None if torch.compiler.is_compiling() else self._bias_cache.get(key)
-        if idx is None:
-            wh, ww = window
-            coords = torch.stack(torch.meshgrid(torch.arange(wh), torch.arange(ww), indexing="ij"))
-            coords = coords.flatten(1)
-            rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)
-            rel[..., 0] += self.window - 1
-            rel[..., 1] += self.window - 1
-            idx = (rel[..., 0] * (2 * self.window - 1) + rel[..., 1]).reshape(-1)
-            idx = idx.to(self.relative_position_bias_table.device)
-            if not torch.compiler.is_compiling():
-                self._bias_cache[key] = idx
+        device = self.relative_position_bias_table.device
+        idx = cached_constant(("relpos", self.window, window, str(device)),
+                              lambda: _relative_index(self.window, window, device))
         n = window[0] * window[1]
         bias = self.relative_position_bias_table[idx].view(n, n, -1)
         return bias.permute(2, 0, 1).contiguous()
@@ -242,18 +266,9 @@ class SwinBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), lora, mergeable)
-        self._mask_cache: dict[tuple[int, int, str], torch.Tensor | None] = {}
 
     def geometry(self, height: int, width: int) -> WindowGeometry:
         return WindowGeometry.of(height, width, self.window, self.shifted)
-
-    def _mask(self, geo: WindowGeometry, device: torch.device) -> torch.Tensor | None:
-        key = (geo.height, geo.width, str(device))
-        if torch.compiler.is_compiling():
-            return attention_mask(geo, device)
-        if key not in self._mask_cache:
-            self._mask_cache[key] = attention_mask(geo, device)
-        return self._mask_cache[key]
 
     def forward(self, x: torch.Tensor, trace: bool = False) -> tuple[torch.Tensor, BlockTrace | None]:
         b, h, w, c = x.shape
@@ -266,7 +281,7 @@ class SwinBlock(nn.Module):
         q, k, v = qkv.unbind(0)  # [B*nW, nH, N, d]
         logits = (q * attn.scale) @ k.transpose(-2, -1)
         logits = logits + attn.relative_bias(geo.window).unsqueeze(0)
-        mask = self._mask(geo, x.device)
+        mask = attention_mask(geo, x.device)
         if mask is not None:
             nw = mask.shape[0]
             logits = logits.view(-1, nw, nh, n, n) + mask.unsqueeze(1).unsqueeze(0)

@@ -117,7 +117,7 @@ def train_scope(model: MultiTaskNet, mode: str, task: str | None = None) -> None
             model.groups[model.tasks[task].group].train()
     else:
         model.encoder.train()
-        for name, head in model.tasks.items():
+        for head in model.tasks.values():
             if head.group == BASE_GROUP and not head.is_fusion:
                 head.train()
         if BASE_GROUP in model.groups:

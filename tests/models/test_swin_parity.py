@@ -49,7 +49,7 @@ def test_stage_outputs_match_reference(size: tuple[int, int]) -> None:
     with torch.no_grad():
         ours, _ = enc(x)
     assert len(ours) == 4
-    for s, (a, b) in enumerate(zip(ref, ours)):
+    for s, (a, b) in enumerate(zip(ref, ours, strict=False)):
         assert b.shape[-1] == 96 * 2**s
         err = (a - b.flatten(1, 2)).abs().max().item()
         assert err < 1e-5, f"stage {s + 1}: max abs error {err:.2e}"
@@ -74,7 +74,7 @@ def test_timm_and_official_layouts_load_identically() -> None:
         load_swin_weights(enc, sd)
         with torch.no_grad():
             out, _ = enc(x)
-        assert all(torch.equal(a, b) for a, b in zip(ref, out))
+        assert all(torch.equal(a, b) for a, b in zip(ref, out, strict=False))
 
 
 def test_checkpoint_file_round_trip(tmp_path) -> None:
