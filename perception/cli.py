@@ -19,6 +19,7 @@ __all__ = ["main", "build_parser"]
 _COMMANDS: tuple[str, ...] = (
     "perception.commands.params",
     "perception.commands.calibrate",
+    "perception.commands.bundle",
 )
 
 
