@@ -1,0 +1,273 @@
+"""PerceptionEngine: one trunk per frame for all tasks, tasks in hot-swappable slots.
+
+``infer(frame)`` runs preprocessing, the trunk once, every active task's slot, and
+post-processing. Tasks are added, replaced or removed while frames flow: the new task is
+verified (bundle fingerprints and shapes), its slot program is built only if no task of the same
+structure exists yet, its weights are prepared and a smoke inference runs - all on the caller's
+thread - and only then is the active task tuple swapped, atomically between two frames. Any
+failure leaves the engine serving exactly what it served before.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from perception.errors import BundleError, ConfigError, PerceptionError
+from perception.models.network import MultiTaskNet
+from perception.runtime.backend import Backend, SlotRunner, make_backend
+from perception.runtime.frames import Preprocessor, resize_output
+from perception.runtime.slots import (
+    SlotKey,
+    SlotProgram,
+    TrunkProgram,
+    slot_key_of,
+    task_weights,
+)
+from perception.tasks import TaskKind
+
+__all__ = ["PerceptionEngine", "ActiveTask", "FrameResult", "SwapReport"]
+
+
+@dataclass(frozen=True)
+class ActiveTask:
+    name: str
+    kind: TaskKind
+    cfg: Any
+    key: SlotKey
+    weights: Any  # backend-prepared
+    sources: tuple[str, ...] = ()
+
+
+@dataclass
+class FrameResult:
+    """Per-task outputs at the frame's resolution plus timings (ms)."""
+
+    outputs: dict[str, np.ndarray]
+    raw: dict[str, np.ndarray] = field(default_factory=dict)  # network-resolution predictions
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    polylines: list[np.ndarray] | None = None  # lanes in the vehicle frame, when calibrated
+
+
+@dataclass(frozen=True)
+class SwapReport:
+    operation: str
+    task: str
+    ok: bool
+    latency_ms: float
+    message: str = ""
+    built_slot: bool = False
+
+
+class PerceptionEngine:
+    def __init__(self, model: MultiTaskNet, backend: str | Backend = "auto", *,
+                 input_size: tuple[int, int] | None = None, tasks: Sequence[str] | None = None,
+                 camera=None, mounting=None, undistort: bool = False, threads: int = 2,
+                 precision: str = "fp32", cache_dir: Path | None = None) -> None:
+        from perception.training.fingerprint import trunk_fingerprint
+
+        self.model = model.eval()
+        self.trunk_fp = trunk_fingerprint(model)  # before merging: bundles are checked against it
+        model.merge_lora()
+        self.input_size = tuple(input_size or model.cfg.input_size)
+        self.backend = backend if isinstance(backend, Backend) else make_backend(
+            backend, threads=threads, precision=precision, cache_dir=cache_dir)
+        self.camera, self.mounting = camera, mounting
+        undistorter = None
+        if camera is not None and undistort:
+            from calibration.undistort import Undistorter
+
+            undistorter = Undistorter(camera)
+            self.camera = undistorter.output_camera
+        self.preprocess = Preprocessor(self.input_size, undistorter)
+        self._lock = threading.Lock()  # serialises task changes, never held during a frame
+        self._example = torch.zeros(1, 3, *self.input_size)
+        self._trunk_program = TrunkProgram(model)
+        self.backend.compile_trunk(self._trunk_program, self._example, self.trunk_fp)
+        self._example_trunk = self.backend.run_trunk(self._example)
+        self._slots: dict[SlotKey, SlotRunner] = {}
+        self._source_feats: dict[str, list[Any]] = {}
+        active = []
+        for name in tasks if tasks is not None else model.task_names():
+            active.append(self._activate(name)[0])
+        self._active: tuple[ActiveTask, ...] = tuple(active)
+        self.last_swap: SwapReport | None = None
+
+    # -- building blocks ---------------------------------------------------------------------------
+    @property
+    def tasks(self) -> list[str]:
+        return [t.name for t in self._active]
+
+    def _slot(self, name: str) -> tuple[SlotRunner, bool]:
+        key = slot_key_of(self.model, name)
+        if key in self._slots:
+            return self._slots[key], False
+        program = SlotProgram(self.model, name, self.input_size)
+        args = self._slot_args(program, name)
+        runner = self.backend.compile_slot(program, args, self.trunk_fp)
+        self._slots[key] = runner
+        return runner, True
+
+    def _slot_args(self, program: SlotProgram, name: str) -> list[torch.Tensor]:
+        with torch.no_grad():
+            trunk = self._trunk_program(self._example)
+            sources = []
+            for src in self.model.tasks[name].sources:
+                sp = SlotProgram(self.model, src, self.input_size)
+                w = task_weights(self.model, src)
+                sources += list(sp.features_and_output(*trunk, *[w[k] for k in sp.weight_names])[1:])
+        w = task_weights(self.model, name)
+        return [*trunk, *sources, *[w[k] for k in program.weight_names]]
+
+    def _activate(self, name: str) -> tuple[ActiveTask, bool]:
+        head = self.model.tasks[name]
+        runner, built = self._slot(name)
+        weights = task_weights(self.model, name)
+        program_names = list(weights)  # task_weights order == SlotProgram.weight_names order
+        prepared = runner.prepare([weights[k] for k in program_names])
+        task = ActiveTask(name, head.kind, head.cfg, runner.key, prepared, head.sources)
+        self._smoke(task)
+        return task, built
+
+    def _smoke(self, task: ActiveTask) -> None:
+        """Run the slot on the cached example trunk; a non-finite or mis-shaped output refuses."""
+        sources = [self._run_features(s) for s in task.sources]
+        out, feats = self._slots[task.key].run(self._example_trunk, sources, task.weights)
+        arr = self.backend.to_numpy(out)
+        expected = (1, task.kind.channels(task.cfg), *self.input_size)
+        if tuple(arr.shape) != expected or not np.isfinite(arr).all():
+            raise BundleError(f"task {task.name!r} failed its smoke inference: output shape "
+                              f"{tuple(arr.shape)} (expected {expected}), finite={np.isfinite(arr).all()}")
+        self._source_feats[task.name] = feats
+
+    def _run_features(self, name: str) -> list[Any]:
+        if name not in self._source_feats:
+            raise BundleError(f"fusion source {name!r} is not active")
+        return self._source_feats[name]
+
+    # -- inference -------------------------------------------------------------------------------------
+    def infer(self, frame: np.ndarray, *, rgb: bool = False) -> FrameResult:
+        """One uint8 [H, W, 3] frame (BGR unless ``rgb``) -> outputs at the frame's resolution."""
+        return self.infer_batch([frame], rgb=rgb)[0]
+
+    def infer_batch(self, frames: Sequence[np.ndarray], *, rgb: bool = False) -> list[FrameResult]:
+        """Several frames (e.g. cameras) at once; each result has the same layout as ``infer``."""
+        active = self._active  # snapshot: a swap during this frame takes effect on the next one
+        t0 = time.perf_counter()
+        images = self.preprocess.batch(list(frames), rgb)
+        t1 = time.perf_counter()
+        trunk = self.backend.run_trunk(images)
+        t2 = time.perf_counter()
+        raw: dict[str, Any] = {}
+        feats: dict[str, list[Any]] = {}
+        task_ms: dict[str, float] = {}
+        for task in active:
+            ts = time.perf_counter()
+            sources = [feats[s] for s in task.sources]
+            raw[task.name], feats[task.name] = self._slots[task.key].run(trunk, sources,
+                                                                          task.weights)
+            task_ms[f"task/{task.name}"] = (time.perf_counter() - ts) * 1e3
+        t3 = time.perf_counter()
+        results = self._postprocess(active, raw, [f.shape[:2] for f in frames])
+        t4 = time.perf_counter()
+        timings = {"preprocess": (t1 - t0) * 1e3, "trunk": (t2 - t1) * 1e3,
+                   "tasks": (t3 - t2) * 1e3, "postprocess": (t4 - t3) * 1e3,
+                   "total": (t4 - t0) * 1e3, **task_ms}
+        for r in results:
+            r.timings_ms = dict(timings)
+        return results
+
+    def _postprocess(self, active: Iterable[ActiveTask], raw: dict[str, Any],
+                     sizes: list[tuple[int, int]]) -> list[FrameResult]:
+        results = [FrameResult(outputs={}) for _ in sizes]
+        for task in active:
+            pred = task.kind.postprocess(self.backend.to_torch(raw[task.name]), task.cfg)
+            pred = pred.cpu().numpy()
+            for b, size in enumerate(sizes):
+                results[b].raw[task.name] = pred[b]
+                results[b].outputs[task.name] = resize_output(pred[b], size, task.kind.output_type)
+        if self.camera is not None and self.mounting is not None:
+            from calibration.lanes import mask_to_polylines
+
+            net_cam = self.camera.resized(self.input_size[1], self.input_size[0])
+            for r in results:
+                if "lanes" in r.raw:
+                    r.polylines = mask_to_polylines(r.raw["lanes"] > 0, net_cam, self.mounting)
+        return results
+
+    # -- hot swap ----------------------------------------------------------------------------------------
+    def add_task(self, bundle: Any) -> SwapReport:
+        """Add a task from a bundle (path or :class:`~perception.training.bundle.Bundle`)."""
+        return self._swap("add", bundle)
+
+    def replace_task(self, bundle: Any) -> SwapReport:
+        """Replace the active task of the bundle's name by the bundle's version."""
+        return self._swap("replace", bundle)
+
+    def remove_task(self, name: str) -> SwapReport:
+        t0 = time.perf_counter()
+        with self._lock:
+            if name not in self.tasks:
+                raise ConfigError(f"task {name!r} is not active; active: {self.tasks}")
+            users = [t.name for t in self._active if name in t.sources]
+            if users:
+                raise ConfigError(f"task {name!r} is fused by {users}; remove those first")
+            self._active = tuple(t for t in self._active if t.name != name)
+            if name in self.model.tasks:
+                self.model.remove_task(name)
+            self._source_feats.pop(name, None)
+            report = SwapReport("remove", name, True, (time.perf_counter() - t0) * 1e3)
+            self.last_swap = report
+            return report
+
+    def _swap(self, operation: str, bundle: Any) -> SwapReport:
+        from perception.training.bundle import Bundle, load_bundle_into, read_bundle
+
+        t0 = time.perf_counter()
+        name = "?"
+        with self._lock:
+            try:
+                if not isinstance(bundle, Bundle):
+                    bundle = read_bundle(bundle)
+                name = bundle.name
+                old_head = old_group = None
+                if operation == "add" and name in self.tasks:
+                    raise BundleError(f"task {name!r} is already active; use replace_task")
+                if operation == "replace":
+                    if name not in self.tasks:
+                        raise BundleError(f"task {name!r} is not active; use add_task")
+                    users = [t.name for t in self._active if name in t.sources]
+                    if users:
+                        raise BundleError(f"task {name!r} is fused by {users}; remove those first")
+                    old_head = self.model.tasks[name]
+                    old_group = self.model.groups[name] if name in self.model.groups else None
+                    self.model.remove_task(name)
+                try:
+                    # The model keeps unmerged-fingerprint semantics through trunk_fp.
+                    load_bundle_into(self.model, bundle, trunk_fp=self.trunk_fp)
+                    task, built = self._activate(name)
+                except BaseException:
+                    if name in self.model.tasks and self.model.tasks[name] is not old_head:
+                        self.model.remove_task(name)
+                    if old_head is not None:
+                        self.model.tasks[name] = old_head
+                        if old_group is not None:
+                            self.model.groups[name] = old_group
+                    raise
+                if operation == "replace":
+                    self._active = tuple(task if t.name == name else t for t in self._active)
+                else:
+                    self._active = self._active + (task,)
+                report = SwapReport(operation, name, True, (time.perf_counter() - t0) * 1e3,
+                                    built_slot=built)
+            except PerceptionError as err:
+                report = SwapReport(operation, name, False, (time.perf_counter() - t0) * 1e3,
+                                    message=str(err))
+            self.last_swap = report
+            return report

@@ -1,0 +1,141 @@
+"""PerceptionEngine on the torch and onnxruntime backends: outputs, backend agreement, hot swap
+with rollback, warm starts from the export cache, and thread safety."""
+from __future__ import annotations
+
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+from perception.errors import ConfigError, InputError
+from perception.runtime.engine import PerceptionEngine
+
+from .conftest import make_model
+
+
+@pytest.fixture(scope="module")
+def engines(cache_dir) -> dict[str, PerceptionEngine]:
+    return {b: PerceptionEngine(make_model(), b, cache_dir=cache_dir)
+            for b in ("torch", "onnxruntime")}
+
+
+def test_outputs_at_frame_resolution(engines, frames) -> None:
+    res = engines["onnxruntime"].infer(frames[0])
+    h, w = frames[0].shape[:2]
+    assert set(res.outputs) == {"segmentation", "depth", "drivable", "lanes"}
+    assert res.outputs["segmentation"].shape == (h, w) and res.outputs["segmentation"].dtype == np.uint8
+    assert res.outputs["depth"].dtype == np.float32 and (res.outputs["depth"] > 0).all()
+    assert res.outputs["drivable"].max() <= 2 and res.outputs["lanes"].max() <= 1
+    assert {"preprocess", "trunk", "tasks", "postprocess", "total"} <= set(res.timings_ms)
+
+
+def test_backends_agree(engines, frames) -> None:
+    for frame in frames:
+        a = engines["torch"].infer(frame)
+        b = engines["onnxruntime"].infer(frame)
+        for name, pa in a.raw.items():
+            pb = b.raw[name]
+            if pa.dtype == np.uint8:
+                assert (pa == pb).mean() >= 0.999, name
+            else:
+                assert np.abs(pa - pb).max() / np.abs(pa).max() <= 1e-3, name
+
+
+def test_infer_batch_equals_single(engines, frames) -> None:
+    eng = engines["torch"]
+    batch = eng.infer_batch(frames[:2])
+    for frame, res in zip(frames[:2], batch, strict=True):
+        single = eng.infer(frame)
+        for name in single.raw:
+            if single.raw[name].dtype == np.uint8:
+                assert (single.raw[name] == res.raw[name]).mean() >= 0.999
+            else:
+                assert np.allclose(single.raw[name], res.raw[name], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_hot_add_replace_remove(engines, bundles, frames, backend) -> None:
+    eng = engines[backend]
+    before = eng.infer(frames[0])
+    rep = eng.add_task(bundles["corridor"])
+    assert rep.ok, rep.message
+    added = eng.infer(frames[0])
+    assert "corridor" in added.outputs
+    for name, out in before.raw.items():  # isolation: other tasks bit-identical
+        assert np.array_equal(out, added.raw[name]), name
+    rep = eng.replace_task(bundles["corridor_v2"])
+    assert rep.ok, rep.message
+    replaced = eng.infer(frames[0])
+    assert not np.array_equal(replaced.raw["corridor"], added.raw["corridor"])
+    rep = eng.add_task(bundles["fused"])
+    assert rep.ok and "fused" in eng.infer(frames[0]).outputs
+    with pytest.raises(ConfigError, match="fused by"):
+        eng.remove_task("segmentation")
+    eng.remove_task("fused")
+    eng.remove_task("corridor")
+    assert eng.tasks == ["segmentation", "depth", "drivable", "lanes"]
+    with pytest.raises(ConfigError, match="not active"):
+        eng.remove_task("corridor")
+
+
+def test_bad_bundles_are_refused_and_serving_continues(engines, bundles, frames, tmp_path) -> None:
+    eng = engines["onnxruntime"]
+    before = eng.infer(frames[0])
+    bad = tmp_path / "corrupt.tadtask"
+    shutil.copytree(bundles["corridor"], bad)
+    (bad / "weights.safetensors").write_bytes(b"not a safetensors file at all")
+    rep = eng.add_task(bad)
+    assert not rep.ok
+    assert "weights.safetensors" in rep.message and "corrupt" in rep.message, rep.message
+    rep = eng.add_task(tmp_path / "missing.tadtask")
+    assert not rep.ok
+    rep = eng.replace_task(bundles["corridor"])  # not active yet
+    assert not rep.ok and "not active" in rep.message
+    assert eng.tasks == ["segmentation", "depth", "drivable", "lanes"]
+    after = eng.infer(frames[0])
+    for name in before.raw:
+        assert np.array_equal(before.raw[name], after.raw[name])
+
+
+def test_warm_start_exports_nothing(cache_dir) -> None:
+    files = {p: p.stat().st_mtime_ns for p in (cache_dir / "onnx").glob("*.onnx")}
+    assert files, "the module fixture should have filled the cache"
+    PerceptionEngine(make_model(), "onnxruntime", cache_dir=cache_dir)
+    again = {p: p.stat().st_mtime_ns for p in (cache_dir / "onnx").glob("*.onnx")}
+    assert again == files
+
+
+def test_swaps_while_frames_flow(engines, bundles, frames) -> None:
+    eng = engines["torch"]
+    errors: list[BaseException] = []
+    seen: list[frozenset[str]] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        try:
+            while not stop.is_set():
+                seen.append(frozenset(eng.infer(frames[1]).outputs))
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        for _ in range(2):
+            assert eng.add_task(bundles["corridor"]).ok
+            eng.remove_task("corridor")
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not errors
+    base = frozenset({"segmentation", "depth", "drivable", "lanes"})
+    assert seen and all(s in (base, base | {"corridor"}) for s in seen)
+
+
+def test_bad_frames(engines) -> None:
+    eng = engines["torch"]
+    with pytest.raises(InputError, match="uint8"):
+        eng.infer(np.zeros((64, 64, 3), np.float32))
+    with pytest.raises(InputError, match=r"\[H, W, 3\]"):
+        eng.infer(np.zeros((64, 64), np.uint8))
