@@ -18,6 +18,7 @@ __all__ = ["main", "build_parser"]
 # One line per sub-command module; order is the order in ``tadp --help``.
 _COMMANDS: tuple[str, ...] = (
     "perception.commands.params",
+    "perception.commands.benchmark",
     "perception.commands.calibrate",
     "perception.commands.bundle",
 )
