@@ -19,7 +19,9 @@ __all__ = ["main", "build_parser"]
 _COMMANDS: tuple[str, ...] = (
     "perception.commands.params",
     "perception.commands.benchmark",
+    "perception.commands.build_engine",
     "perception.commands.calibrate",
+    "perception.commands.synth",
     "perception.commands.bundle",
 )
 
