@@ -54,7 +54,7 @@ setup(
             "ros-geometry-msgs",
         ],
         # torch-tensorrt must match the installed torch (see docs/tensorrt.md).
-        "tensorrt": ["torch-tensorrt>=2.4"],
+        "tensorrt": ["torch-tensorrt>=2.6"],
         # transformers' Swin is the numerical reference in tests (timm needs a torchvision that
         # does not import beside the CPU torch wheel).
         "dev": ["pytest>=7", "transformers>=4.40", "ruff>=0.4", "mcap>=1.1"],

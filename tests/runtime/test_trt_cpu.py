@@ -1,0 +1,660 @@
+"""The TensorRT backend on a machine without a GPU (issue 6 item 4).
+
+TensorRT cannot run here, so these tests check everything the backend relies on: the exact programs
+it hands to torch-tensorrt's dynamo frontend (torch.export + lowering of the trunk and of a
+TADFormer and a fusion slot under the fp16 policy; outputs equal to eager), cache keys, the
+version-branched compile settings against each version's parameter list, the import/CUDA errors,
+the cache logic (atomic writes, warm start without rebuild, damaged files) and the slot plumbing.
+
+The compiler is replaced by :class:`CpuToolchain`, a stand-in for the GPU CI cannot have: it
+"builds" by returning the exported program's module and caches with torch.export.save/load (what
+torch_tensorrt.save/load do around the serialized engines). Tests that need CUDA and torch-tensorrt
+are at the bottom, marked ``trt`` and skipped here with the reason.
+"""
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from perception.config import TaskConfig
+from perception.errors import BackendError, InputError, MissingDependencyError
+from perception.runtime import trt_backend
+from perception.runtime.backend import make_backend
+from perception.runtime.engine import PerceptionEngine
+from perception.runtime.slots import SlotKey, SlotProgram, TrunkProgram, task_weights
+from perception.runtime.trt_backend import (
+    Fp32LayerNorm,
+    TorchTensorRT,
+    TrtBackend,
+    _Heartbeat,
+    _TrtSlot,
+    slot_module,
+    trunk_module,
+)
+from perception.runtime.trt_cache import (
+    UNAVAILABLE,
+    TrtEnvironment,
+    checked_settings,
+    compile_settings,
+    engine_cache_key,
+    environment_dirname,
+    precision_policy,
+    probe_environment,
+    version_tuple,
+)
+from perception.training.fingerprint import trunk_fingerprint
+
+from .conftest import INPUT, make_model
+
+HAS_CUDA = torch.cuda.is_available()
+HAS_TORCH_TRT = importlib.util.find_spec("torch_tensorrt") is not None
+needs_trt = pytest.mark.skipif(
+    not (HAS_CUDA and HAS_TORCH_TRT),
+    reason=f"needs an NVIDIA GPU with TensorRT: CUDA available={HAS_CUDA}, torch_tensorrt "
+           f"installed={HAS_TORCH_TRT} (pip install 'tad_perception[tensorrt]', docs/tensorrt.md)")
+FP16 = precision_policy("fp16")
+FP32 = precision_policy("fp32")
+
+
+# -- the CPU stand-in for torch-tensorrt -----------------------------------------------------------------
+class _Compiled:
+    def __init__(self, program: torch.export.ExportedProgram) -> None:
+        self.program, self.module = program, program.module()
+
+    def __call__(self, *args):
+        return self.module(*args)
+
+
+class CpuToolchain:
+    """Stand-in for :class:`TorchTensorRT` (no GPU in CI): build = the exported program's module,
+    save/load = torch.export.save/load. Records what it was asked to build."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, torch_trt_version: str = "2.8.0") -> None:
+        self.version = torch_trt_version
+        self.builds: list[tuple[torch.export.ExportedProgram, list[torch.Tensor]]] = []
+        self.loads = 0
+
+    def environment(self) -> TrtEnvironment:
+        return TrtEnvironment("CPU stand-in", "0.0", "none", "0.0", self.version,
+                              torch.__version__, False)
+
+    def settings(self, precision, timing_cache_path):
+        return compile_settings(self.version, precision, timing_cache_path=str(timing_cache_path))
+
+    def build(self, program, args, settings):
+        self.builds.append((program, list(args)))
+        return _Compiled(program)
+
+    def save(self, compiled, path, args):
+        torch.export.save(compiled.program, path)
+
+    def load(self, path):
+        self.loads += 1
+        return torch.export.load(path).module()
+
+
+class _MemoToolchain(CpuToolchain):
+    """:class:`CpuToolchain` that loads each cache file from disk once per test session (the
+    disk round trip is covered by the warm-start test; this keeps the engine test short)."""
+
+    _loaded: dict[Path, object] = {}
+
+    def load(self, path):
+        if path not in self._loaded:
+            self._loaded[path] = super().load(path)
+        else:
+            self.loads += 1
+        return self._loaded[path]
+
+
+def _slot_args(model, program: SlotProgram, name: str, image: torch.Tensor) -> list[torch.Tensor]:
+    """(trunk outputs, source features, task weights) as PerceptionEngine._slot_args builds them."""
+    with torch.no_grad():
+        trunk = TrunkProgram(model)(image)
+        sources = []
+        for src in model.tasks[name].sources:
+            sp = SlotProgram(model, src, INPUT)
+            w = task_weights(model, src)
+            sources += list(sp.features_and_output(*trunk, *[w[k] for k in sp.weight_names])[1:])
+    w = task_weights(model, name)
+    return [*trunk, *sources, *[w[k] for k in program.weight_names]]
+
+
+def _fused_model():
+    model = make_model()
+    head = model.add_task(TaskConfig(name="fused", kind="mask"), sources=("segmentation", "drivable"))
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for p in head.parameters():  # away from the initialisation, so fusion is non-trivial
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    return model
+
+
+@pytest.fixture(scope="module")
+def cold(tmp_path_factory):
+    """Trunk + a TADFormer slot (lanes) + a fusion slot built cold with the stand-in, fp16."""
+    model = _fused_model()
+    cache = tmp_path_factory.mktemp("trt-cache")
+    tool = CpuToolchain()
+    backend = TrtBackend(cache_dir=cache, precision="fp16", toolchain=tool)
+    fp = trunk_fingerprint(model)
+    example = torch.zeros(1, 3, *INPUT)
+    trunk = TrunkProgram(model)
+    backend.compile_trunk(trunk, example, fp)
+    slots = {}
+    for name in ("lanes", "fused"):
+        program = SlotProgram(model, name, INPUT)
+        args = _slot_args(model, program, name, example)
+        slots[name] = SimpleNamespace(program=program, args=args,
+                                      runner=backend.compile_slot(program, args, fp))
+    return SimpleNamespace(model=model, cache=cache, tool=tool, backend=backend, fp=fp,
+                           trunk=trunk, slots=slots, example=example)
+
+
+# -- (1) the exact programs torch-tensorrt receives ----------------------------------------------------------
+_DATA_DEPENDENT = {"nonzero", "_local_scalar_dense", "masked_select", "unique", "cond",
+                   "while_loop"}
+
+
+def _op(node) -> str:
+    """``aten.conv2d.default`` -> ``conv2d``."""
+    parts = str(node.target).split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def _groups(node) -> object:
+    index = {"conv2d": 6, "convolution": 8}[_op(node)]
+    return node.args[index] if len(node.args) > index else 1
+
+
+@pytest.mark.slow
+def test_exported_programs_are_what_torch_tensorrt_can_take(cold) -> None:
+    assert len(cold.tool.builds) == 3  # trunk, lanes slot, fusion slot
+    for i, (ep, args) in enumerate(cold.tool.builds):
+        nodes = [n for n in ep.graph.nodes if n.op == "call_function"]
+        # autocast regions were inlined into explicit casts: no higher-order ops left
+        assert not [n for n in nodes if isinstance(n.target, torch._ops.HigherOrderOperator)]
+        assert not [n for n in nodes if _op(n) in _DATA_DEPENDENT]
+        # static shapes only, and conv groups are plain ints (TensorRT needs both)
+        for ph in (n for n in ep.graph.nodes if n.op == "placeholder"):
+            val = ph.meta.get("val")
+            if isinstance(val, torch.Tensor):
+                assert all(isinstance(d, int) for d in val.shape)
+        convs = [n for n in nodes if _op(n) in ("conv2d", "convolution")]
+        assert all(isinstance(_groups(n), int) for n in convs)
+        # every forward argument is a user input (task weights are inputs, not constants)
+        assert len(ep.graph_signature.user_inputs) == len(args)
+        # precision policy: every LayerNorm computes in fp32, the matmuls/convs in fp16
+        ln = [n for n in nodes if "layer_norm" in _op(n)]
+        assert all(n.args[0].meta["val"].dtype == torch.float32 for n in ln)
+        assert ln or i == 2  # trunk and TADFormer slot have LayerNorms, the fusion slot none
+        heavy = [n for n in nodes if _op(n) in ("linear", "matmul", "conv2d")]
+        assert heavy and any(n.meta["val"].dtype == torch.float16 for n in heavy)
+
+
+@pytest.mark.slow
+def test_slot_weights_are_inputs_not_constants(cold) -> None:
+    for i, s in enumerate(cold.slots.values(), start=1):  # builds: trunk, lanes, fused
+        ep = cold.tool.builds[i][0]
+        used = {n.name for n in ep.graph.nodes if n.op == "placeholder" and n.users}
+        template = [ph for ph, target in ep.graph_signature.inputs_to_parameters.items()
+                    if target.startswith("program.task.")]
+        assert template and not set(template) & used  # the template task's own tensors are unused
+        n_in = s.program.num_trunk + 4 * s.program.key.num_sources
+        weight_phs = ep.graph_signature.user_inputs[n_in:]
+        assert sum(ph in used for ph in weight_phs) >= 0.9 * len(weight_phs)
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, tol: float) -> float:
+    err = (a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-6)
+    assert err <= tol, float(err)
+    return float(err)
+
+
+@pytest.mark.slow
+def test_exported_outputs_equal_eager_and_stay_near_fp32(cold) -> None:
+    image = torch.randn(1, 3, *INPUT, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref_trunk = cold.trunk(image)
+        eager = trunk_module(cold.trunk, FP16)(image)
+        exported = cold.tool.builds[0][0].module()(image)
+    assert len(exported) == len(ref_trunk)
+    for e, x, r in zip(eager, exported, ref_trunk, strict=True):
+        assert x.dtype == torch.float16 and x.shape == r.shape
+        _close(x, e, 2e-3)  # the exported graph computes what the eager policy module computes
+    _close(exported[3], ref_trunk[3], 3e-2)  # and fp16 stays near fp32 (stage-4 features)
+    for name, s in cold.slots.items():
+        n_in = s.program.num_trunk + 4 * s.program.key.num_sources
+        weights = s.args[n_in:]
+        sources = []
+        for src in cold.model.tasks[name].sources:
+            sp = SlotProgram(cold.model, src, INPUT)
+            w = task_weights(cold.model, src)
+            with torch.no_grad():
+                sources.append(list(sp.features_and_output(
+                    *ref_trunk, *[w[k] for k in sp.weight_names])[1:]))
+        half_sources = [[f.half() for f in feats] for feats in sources]  # as source slots give them
+        with torch.no_grad():
+            ref = s.program.features_and_output(*ref_trunk, *sum(sources, []), *weights)
+            eager = slot_module(s.program, FP16)(*exported, *sum(half_sources, []), *weights)
+        # the fp16 chain: exported trunk -> _TrtSlot -> exported slot
+        out, feats = s.runner.run(exported, half_sources, s.runner.prepare(weights))
+        assert out.dtype == torch.float32 and out.shape == ref[0].shape
+        assert len(feats) == 4 and all(f.dtype == torch.float16 for f in feats)
+        _close(out, eager[0], 2e-3)
+        _close(out, ref[0], 5e-2)
+
+
+@pytest.mark.slow
+def test_warm_start_loads_without_rebuilding(cold) -> None:
+    tool = _MemoToolchain()
+    backend = TrtBackend(cache_dir=cold.cache, precision="fp16", toolchain=tool)
+    backend.compile_trunk(TrunkProgram(cold.model), cold.example, cold.fp)
+    for s in cold.slots.values():
+        backend.compile_slot(s.program, s.args, cold.fp)
+    assert tool.builds == [] and tool.loads == 3
+    assert [r.action for r in backend.records] == ["loaded"] * 3
+    image = torch.randn(1, 3, *INPUT)
+    assert all(torch.equal(a, b) for a, b in zip(backend.run_trunk(image),
+                                                 cold.backend.run_trunk(image), strict=True))
+    assert [r.action for r in cold.backend.records] == ["built"] * 3
+    files = sorted(p.name for p in backend.engine_dir.iterdir())
+    assert len([f for f in files if f.endswith(".pt2")]) == 3
+    assert len([f for f in files if f.endswith(".json")]) == 3
+    assert not [f for f in files if ".tmp" in f]
+    # another precision or another torch-tensorrt version is another engine
+    other = TrtBackend(cache_dir=cold.cache, precision="fp32", toolchain=CpuToolchain())
+    assert other.engine_path("trunk", cold.fp, (1, 3, *INPUT), {}) != \
+        backend.engine_path("trunk", cold.fp, (1, 3, *INPUT), {})
+    newer = TrtBackend(cache_dir=cold.cache, precision="fp16", toolchain=CpuToolchain("2.14.0"))
+    assert newer.engine_dir != backend.engine_dir
+
+
+@pytest.mark.slow
+def test_engine_runs_and_hot_adds_without_rebuild(cold, bundles) -> None:
+    """The real PerceptionEngine over the cached engines: warm start, inference close to the torch
+    backend, and a hot-added task of an existing slot key (corridor, like lanes: k=2) builds
+    nothing."""
+    tool = _MemoToolchain()
+    trt = PerceptionEngine(make_model(), TrtBackend(cache_dir=cold.cache, toolchain=tool),
+                           tasks=["lanes"])
+    ref = PerceptionEngine(make_model(), "torch", tasks=["lanes"])
+    frame = np.random.default_rng(0).integers(0, 255, (180, 320, 3), dtype=np.uint8)
+    a, b = trt.infer(frame), ref.infer(frame)
+    assert (a.raw["lanes"] == b.raw["lanes"]).mean() >= 0.99
+    report = trt.add_task(bundles["corridor"])
+    assert report.ok and not report.built_slot, report.message
+    assert tool.builds == [] and "corridor" in trt.infer(frame).outputs
+
+
+# -- (2) cache keys --------------------------------------------------------------------------------------------
+_KEY_ARGS = dict(fingerprint="ab" * 32, kind="slot-tadformer-k2-s0", shape=(1, 3, 256, 512),
+                 precision="fp16", gpu_name="NVIDIA Orin (nvgpu)", trt_version="10.3.0.30",
+                 torch_trt_version="2.8.0", extra={"settings": {"use_fp32_acc": True}, "x": 1})
+
+
+def test_every_field_changes_the_cache_key() -> None:
+    base = engine_cache_key(**_KEY_ARGS)
+    changed = dict(fingerprint="ab" * 31 + "ac", kind="trunk", shape=(1, 3, 256, 480),
+                   precision="fp32", gpu_name="NVIDIA GeForce RTX 4090", trt_version="10.3.0.26",
+                   torch_trt_version="2.8.1", extra={"settings": {"use_fp32_acc": False}, "x": 1})
+    keys = {base}
+    for field, value in changed.items():
+        key = engine_cache_key(**{**_KEY_ARGS, field: value})
+        assert key != base, field
+        keys.add(key)
+    assert len(keys) == len(changed) + 1
+
+
+def test_cache_key_is_a_stable_file_name() -> None:
+    key = engine_cache_key(**_KEY_ARGS)
+    assert key == engine_cache_key(**{**_KEY_ARGS, "extra": {"x": 1, "settings": {
+        "use_fp32_acc": True}}})  # dict order does not matter
+    assert key.startswith("abababababababab-slot-tadformer-k2-s0-1x3x256x512-fp16-")
+    assert len(key) < 120 and all(c.isalnum() or c in "._+-" for c in key)
+    weird = engine_cache_key(**{**_KEY_ARGS, "kind": "../../etc/passwd", "gpu_name": "a/b c"})
+    assert "/" not in weird and not weird.startswith(".")
+    with pytest.raises(BackendError, match="fingerprint"):
+        engine_cache_key(**{**_KEY_ARGS, "fingerprint": ""})
+    env = TrtEnvironment("NVIDIA Orin (nvgpu)", "8.7", "12.6", "10.3.0.30", "2.8.0", "2.8.0", True)
+    assert environment_dirname(env) == "NVIDIA_Orin_nvgpu-sm8.7-trt10.3.0.30-tt2.8.0"
+
+
+# -- compile settings against each version's named parameters (notes Appendix A) ----------------------------
+_V25 = {"exported_program", "inputs", "arg_inputs", "kwarg_inputs", "device", "disable_tf32",
+        "assume_dynamic_shape_support", "sparse_weights", "enabled_precisions", "engine_capability",
+        "make_refittable", "debug", "num_avg_timing_iters", "workspace_size", "dla_sram_size",
+        "dla_local_dram_size", "dla_global_dram_size", "truncate_double",
+        "require_full_compilation", "min_block_size", "torch_executed_ops",
+        "torch_executed_modules", "pass_through_build_failures", "max_aux_streams",
+        "version_compatible", "optimization_level", "use_python_runtime", "use_fast_partitioner",
+        "enable_experimental_decompositions", "dryrun", "hardware_compatible", "timing_cache_path",
+        "lazy_engine_init", "cache_built_engines", "reuse_cached_engines", "engine_cache_dir",
+        "engine_cache_size", "custom_engine_cache"}
+_V26 = _V25 - {"make_refittable"} | {"use_explicit_typing", "use_fp32_acc", "immutable_weights",
+                                     "refit_identical_engine_weights", "strip_engine_weights",
+                                     "enable_weight_streaming"}
+_V27 = _V26 | {"tiling_optimization_level", "l2_limit_for_tiling"}
+_V28 = _V27 - {"debug"} | {"offload_module_to_cpu"}
+_V210 = _V28 | {"use_distributed_mode_trace", "enable_autocast", "autocast_low_precision_type",
+                "autocast_excluded_nodes", "autocast_excluded_ops",
+                "autocast_max_output_threshold", "autocast_max_depth_of_reduction",
+                "autocast_calibration_dataloader", "cpu_memory_budget",
+                "enable_resource_partitioning"}
+_V211 = _V210 | {"dynamically_allocate_resources", "decompose_attention", "attn_bias_is_causal"}
+_V212 = _V211 | {"runtime_cache_path", "dynamic_shapes_kernel_specialization_strategy"}
+_V213 = _V212 - {"enabled_precisions", "use_explicit_typing", "runtime_cache_path",
+                 "dynamic_shapes_kernel_specialization_strategy"} | {"fallback_data_dependent_ops"}
+_V214 = _V213 | {"use_complex_decomposition", "disabled_constant_fold_exclusions"}
+PARAMS = {"2.6.0": _V26, "2.7.0": _V27, "2.8.0": _V28, "2.9.0": _V28, "2.10.0": _V210,
+          "2.11.0": _V211, "2.12.0": _V212, "2.13.0": _V213, "2.14.0a0": _V214}
+
+
+def _fake_compile(names: set[str]):
+    """A function with torch_tensorrt.dynamo.compile's signature at one version (+ **kwargs)."""
+    def compile(exported_program, *args, **kwargs):  # noqa: A001 - mirrors the real name
+        return None
+    P = inspect.Parameter
+    params = [P("exported_program", P.POSITIONAL_OR_KEYWORD)]
+    params += [P(n, P.KEYWORD_ONLY, default=None) for n in sorted(names - {"exported_program"})]
+    compile.__signature__ = inspect.Signature([*params, P("kwargs", P.VAR_KEYWORD)])
+    return compile
+
+
+def test_appendix_parameter_sets_are_complete() -> None:
+    assert len(_V214) == 59  # the notes count 59 named parameters at HEAD
+
+
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+@pytest.mark.parametrize("version", list(PARAMS))
+def test_settings_are_named_parameters_of_each_version(version, precision) -> None:
+    s = compile_settings(version, precision, timing_cache_path="/c/timing.bin", tegra=True)
+    assert checked_settings(_fake_compile(PARAMS[version]), s, version=version) == s
+    v = version_tuple(version)
+    assert "enabled_precisions" not in s and "make_refittable" not in s
+    assert not {"cache_built_engines", "reuse_cached_engines", "custom_engine_cache"} & set(s)
+    assert s["immutable_weights"] is True and s["workspace_size"] == 1 << 30
+    assert ("use_explicit_typing" in s) == (v < (2, 13))  # strong typing is the only mode on 2.13+
+    assert s.get("attn_bias_is_causal", False) is False and (("attn_bias_is_causal" in s)
+                                                             == (v >= (2, 11)))
+    assert s.get("use_fp32_acc", False) == (precision == "fp16")
+    assert s.get("disable_tf32", False) == (precision == "fp32")
+
+
+def test_unknown_settings_and_old_versions_are_refused() -> None:
+    with pytest.raises(BackendError, match=r"enabled_precisions.*silently"):
+        checked_settings(_fake_compile(_V213), {"enabled_precisions": {torch.half}},
+                         version="2.13.0")
+    with pytest.raises(BackendError, match="too old"):
+        compile_settings("2.5.1", "fp16", timing_cache_path="t")
+    with pytest.raises(BackendError, match="version"):
+        compile_settings(UNAVAILABLE, "fp16", timing_cache_path="t")
+    with pytest.raises(BackendError, match="fp16, fp32"):
+        precision_policy("int8")
+    assert "workspace_size" not in compile_settings("2.8.0", "fp16", timing_cache_path="t")
+    assert version_tuple("2.8.0a0+cu126") == (2, 8)
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="checks the probe on a machine without a GPU")
+def test_environment_probe_without_gpu() -> None:
+    env = probe_environment()
+    assert env.gpu_name == UNAVAILABLE and env.compute_capability == UNAVAILABLE
+    assert env.torch_version == torch.__version__
+    if not HAS_TORCH_TRT:
+        assert env.torch_trt_version == UNAVAILABLE
+    assert all(isinstance(v, str) for k, v in env.as_dict().items() if k != "tegra")
+
+
+# -- (3) imports and errors without torch_tensorrt / CUDA ---------------------------------------------------------
+def test_backend_modules_import_without_torch_tensorrt() -> None:
+    code = ("import sys, perception.runtime.trt_backend, perception.runtime.trt_cache, "
+            "perception.commands.build_engine; "
+            "bad = [m for m in ('torch_tensorrt', 'tensorrt') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+@pytest.mark.skipif(HAS_CUDA and HAS_TORCH_TRT, reason="torch_tensorrt and CUDA are available")
+def test_make_backend_names_the_fix() -> None:
+    with pytest.raises((BackendError, MissingDependencyError)) as info:
+        make_backend("tensorrt", precision="fp16")
+    msg = str(info.value)
+    assert "tad_perception[tensorrt]" in msg
+    if not HAS_CUDA:
+        assert "NVIDIA GPU" in msg and "onnxruntime" in msg and "is False" in msg
+    with pytest.raises((BackendError, MissingDependencyError)):
+        TrtBackend()
+
+
+def test_torch_tensorrt_import_crash_becomes_backend_error(monkeypatch) -> None:
+    """torch_tensorrt raises AssertionError/RuntimeError at import on a bad setup (notes §7)."""
+    def crash(*args, **kwargs):
+        raise AssertionError("Torch not compiled with CUDA enabled")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(trt_backend, "require", crash)
+    with pytest.raises(BackendError, match="fails to import.*AssertionError"):
+        TorchTensorRT.create()
+
+
+def test_bad_precision_is_refused_before_any_gpu_work() -> None:
+    with pytest.raises(BackendError, match="int8 is onnxruntime-only"):
+        TrtBackend(precision="int8", toolchain=CpuToolchain())
+
+
+# -- (4) slot plumbing with a recording stand-in for the compiled module -------------------------------------------
+class _Recorder:
+    """Stand-in for a compiled slot engine (no GPU in CI): records its arguments."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[torch.Tensor, ...]] = []
+
+    def __call__(self, *args):
+        self.calls.append(args)
+        return (torch.ones(1, 2, 4, 4),) + tuple(torch.full((1,), float(i)) for i in range(4))
+
+
+def test_trt_slot_feeds_inputs_in_export_order() -> None:
+    rec = _Recorder()
+    slot = _TrtSlot(SlotKey("fusion", 2, 2), rec, num_trunk=3, num_sources=2,
+                    weight_names=["head.a", "head.n"],
+                    weight_specs=[((2, 3), torch.float32), ((), torch.int64)], device="cpu")
+    w = [torch.randn(2, 3), torch.tensor(5)]
+    prepared = slot.prepare(w)
+    assert prepared[0].dtype == torch.float32 and prepared[1].dtype == torch.int64
+    assert torch.equal(prepared[0], w[0]) and prepared[0].data_ptr() != w[0].data_ptr()  # a copy
+    trunk = [torch.tensor([float(i)]) for i in range(3)]
+    sources = [[torch.tensor([10.0 + i]) for i in range(4)], [torch.tensor([20.0 + i]) for i in range(4)]]
+    out, feats = slot.run(trunk, sources, prepared)
+    args = rec.calls[0]
+    assert [float(a) for a in args[:3]] == [0, 1, 2]
+    assert [float(a) for a in args[3:11]] == [10, 11, 12, 13, 20, 21, 22, 23]
+    assert args[11] is prepared[0] and args[12] is prepared[1]
+    assert out.shape == (1, 2, 4, 4) and [float(f) for f in feats] == [0, 1, 2, 3]
+    with pytest.raises(BackendError, match="built for"):
+        slot.prepare([torch.randn(3, 2), torch.tensor(1)])
+    with pytest.raises(BackendError, match="2 weight tensors"):
+        slot.prepare(w[:1])
+    with pytest.raises(BackendError, match="3 trunk outputs"):
+        slot.run(trunk[:2], sources, prepared)
+    with pytest.raises(BackendError, match="2 source tasks"):
+        slot.run(trunk, sources[:1], prepared)
+
+
+def test_precision_policy_copies_and_casts() -> None:
+    model = make_model()
+    program = TrunkProgram(model)
+    fp32 = trunk_module(program, FP32)
+    half = trunk_module(program, FP16)
+    assert next(model.parameters()).dtype == torch.float32  # the live model is untouched
+    assert not any(isinstance(m, Fp32LayerNorm) for m in model.modules())
+    norms = [m for m in half.modules() if isinstance(m, nn.LayerNorm)]
+    assert norms and all(isinstance(m, Fp32LayerNorm) and m.weight.dtype == torch.float32
+                         for m in norms)
+    others = [p for n, p in half.named_parameters() if "norm" not in n]
+    assert others and all(p.dtype == torch.float16 for p in others)
+    image = torch.randn(1, 3, *INPUT)
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(fp32(image), program(image), strict=True))
+    x = torch.randn(2, 8, dtype=torch.float16) * 300  # fp16 LayerNorm input, large values
+    ln = Fp32LayerNorm(8)
+    assert ln(x).dtype == torch.float16
+    assert torch.allclose(ln(x).float(), nn.functional.layer_norm(x.float(), (8,)), atol=2e-3)
+
+
+# -- cache mechanics on a tiny program (fast) ------------------------------------------------------------------------
+class _Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+        self.norm = nn.LayerNorm(3)
+
+    def forward(self, x):
+        return (self.norm(self.lin(x)),)
+
+
+def _tiny_backend(cache: Path, tool=None) -> TrtBackend:
+    return TrtBackend(cache_dir=cache, precision="fp16", toolchain=tool or CpuToolchain())
+
+
+def _make_tiny() -> tuple[nn.Module, list[torch.Tensor]]:
+    torch.manual_seed(0)
+    return _Tiny().eval(), [torch.randn(2, 4)]
+
+
+def test_damaged_cache_file_is_rebuilt_and_warm_start_loads(tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="perception.runtime.trt_backend")
+    tool = CpuToolchain()
+    backend = _tiny_backend(tmp_path, tool)
+    path = backend.engine_path("tiny", "f" * 64, (2, 4), {})
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not an exported program")
+    compiled = backend._engine("tiny", "f" * 64, (2, 4), {}, _make_tiny)
+    assert len(tool.builds) == 1 and "cannot be loaded" in caplog.text
+    assert "building TensorRT engine tiny 2x4 fp16" in caplog.text and "built TensorRT engine" in caplog.text
+    manifest = path.with_suffix(".json").read_text()
+    assert '"trunk_fingerprint": "ffff' in manifest and '"precision": "fp16"' in manifest
+    x = torch.randn(2, 4)
+    warm_tool = CpuToolchain()
+    warm = _tiny_backend(tmp_path, warm_tool)
+    again = warm._engine("tiny", "f" * 64, (2, 4), {}, _make_tiny)
+    assert warm_tool.builds == [] and warm.records[0].action == "loaded"
+    assert torch.equal(again(x)[0], compiled(x)[0])
+
+
+def test_cache_write_is_atomic(tmp_path, caplog) -> None:
+    class _Failing(CpuToolchain):
+        def save(self, compiled, path, args):
+            path.write_bytes(b"half a file")
+            raise OSError("disk full")
+
+    backend = _tiny_backend(tmp_path, _Failing())
+    backend._engine("tiny", "f" * 64, (2, 4), {}, _make_tiny)
+    assert backend.records[0].action == "built" and backend.records[0].cached is False
+    assert "will be rebuilt on the next start" in caplog.text
+    assert list(backend.engine_dir.iterdir()) == []  # no partial .pt2, no temp file, no manifest
+
+
+def test_build_errors_name_the_program() -> None:
+    class _Broken(CpuToolchain):
+        def build(self, program, args, settings):
+            raise RuntimeError("Could not find any implementation for node")
+
+    backend = _tiny_backend(Path("/nonexistent-cache"), _Broken())
+    with pytest.raises(BackendError, match=r"building the TensorRT engine tiny 2x4 fp16 failed.*"
+                                           r"Could not find any implementation"):
+        backend._engine("tiny", "f" * 64, (2, 4), {}, _make_tiny)
+
+
+def test_run_trunk_checks_the_static_shape() -> None:
+    backend = _tiny_backend(Path("/nonexistent-cache"))
+    with pytest.raises(BackendError, match="before compile_trunk"):
+        backend.run_trunk(torch.zeros(1, 3, 32, 32))
+    backend._trunk, backend._trunk_shape = (lambda x: (x,)), (1, 3, 32, 32)
+    with pytest.raises(InputError, match="static shapes"):
+        backend.run_trunk(torch.zeros(2, 3, 32, 32))
+
+
+def test_build_progress_heartbeat(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="perception.runtime.trt_backend")
+    with _Heartbeat("trunk 1x3x256x512 fp16", interval_s=0.02):
+        time.sleep(0.1)
+    beats = [r.getMessage() for r in caplog.records if "still building" in r.getMessage()]
+    assert beats and beats[0].startswith("still building trunk 1x3x256x512 fp16:")
+    assert all("\r" not in b and "\n" not in b for b in beats)  # one line each: tqdm-safe
+
+
+def test_build_engine_command_fails_clearly_without_gpu(tmp_path, capsys) -> None:
+    if HAS_CUDA and HAS_TORCH_TRT:
+        pytest.skip("torch_tensorrt and CUDA are available")
+    from perception.cli import main
+
+    code = main(["build-engine", "--config", "tiny", "--input-size", "128x256",
+                 "--cache-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "tadp build-engine: error:" in err and "tad_perception[tensorrt]" in err
+    assert main(["build-engine", "--config", "tiny", "--input-size", "100x256"]) == 2
+    assert "multiples of 32" in capsys.readouterr().err
+
+
+# -- (5) on an NVIDIA GPU with torch-tensorrt -----------------------------------------------------------------------
+@pytest.mark.trt
+@needs_trt
+def test_trt_settings_match_the_installed_version() -> None:
+    tool = TorchTensorRT.create()
+    s = tool.settings("fp16", Path("/tmp/tc.bin"))
+    checked_settings(tool.tt.dynamo.compile, s, version=tool.environment().torch_trt_version)
+
+
+@pytest.mark.trt
+@needs_trt
+def test_trt_engines_match_torch_and_warm_start(tmp_path) -> None:
+    model = _fused_model()
+    fp = trunk_fingerprint(model)
+    example = torch.zeros(1, 3, *INPUT)
+    image = torch.randn(1, 3, *INPUT, generator=torch.Generator().manual_seed(1))
+    backend = TrtBackend(cache_dir=tmp_path, precision="fp16")
+    trunk = TrunkProgram(model)
+    backend.compile_trunk(trunk, example, fp)
+    program = SlotProgram(model, "lanes", INPUT)
+    args = _slot_args(model, program, "lanes", example)
+    runner = backend.compile_slot(program, args, fp)
+    assert all(r.action == "built" and r.cached and r.torch_segments == 0 for r in backend.records)
+    n_in = program.num_trunk
+    out, _ = runner.run(backend.run_trunk(image), [], runner.prepare(args[n_in:]))
+    with torch.no_grad():
+        ref_trunk = trunk(image)
+        ref = program.features_and_output(*ref_trunk, *args[n_in:])[0]
+    cos = torch.nn.functional.cosine_similarity(out.cpu().flatten(), ref.flatten(), dim=0)
+    assert cos >= 0.99  # torch-tensorrt's own tests use this threshold
+    warm = TrtBackend(cache_dir=tmp_path, precision="fp16")
+    t0 = time.perf_counter()
+    warm.compile_trunk(trunk, example, fp)
+    warm_runner = warm.compile_slot(program, args, fp)
+    assert [r.action for r in warm.records] == ["loaded", "loaded"]
+    assert time.perf_counter() - t0 < sum(r.seconds for r in backend.records)
+    again, _ = warm_runner.run(warm.run_trunk(image), [], warm_runner.prepare(args[n_in:]))
+    assert torch.allclose(again, out)
+
+
+@pytest.mark.trt
+@needs_trt
+def test_trt_hot_add_builds_nothing(tmp_path, bundles) -> None:
+    engine = PerceptionEngine(make_model(), "tensorrt", precision="fp16", cache_dir=tmp_path,
+                              tasks=["lanes"])
+    report = engine.add_task(bundles["corridor"])
+    assert report.ok and not report.built_slot, report.message
+    assert len(engine.backend.records) == 2  # trunk + lanes slot, nothing for the hot-added task
