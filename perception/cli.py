@@ -23,6 +23,9 @@ _COMMANDS: tuple[str, ...] = (
     "perception.commands.calibrate",
     "perception.commands.synth",
     "perception.commands.bundle",
+    "perception.commands.train",
+    "perception.commands.train_task",
+    "perception.commands.eval",
 )
 
 

@@ -134,7 +134,11 @@ def cached_constant(key: tuple, build):
     ONNX); a cold cache builds them in-graph without storing traced values."""
     if key in _CONSTANTS:
         return _CONSTANTS[key]
-    value = build()
+    if torch.compiler.is_compiling():
+        return build()
+    # Normal tensors even when first built under inference_mode, so the same process can train.
+    with torch.inference_mode(False):
+        value = build()
     if not torch.compiler.is_compiling():
         _CONSTANTS[key] = value
     return value

@@ -47,3 +47,18 @@ def test_lora_changes_the_output_once_trained(tiny_cfg) -> None:
         new, _ = model.encoder(x)
     assert not torch.equal(ref[0], new[0])
     assert EncoderConfig  # imported for readers of this file: the encoder config is tiny's
+
+
+def test_training_works_after_inference_mode(tiny_cfg) -> None:
+    """Geometry constants cached during an inference_mode call must not be inference tensors
+    (they would break autograd in a later training step of the same process)."""
+    from perception.models import swin
+
+    swin._CONSTANTS.clear()
+    model = MultiTaskNet(tiny_cfg.replace(input_size=[64, 128]))
+    x = torch.randn(1, 3, 64, 128)
+    with torch.inference_mode():
+        model(x)
+    out = model(x)
+    sum(v.float().mean() for v in out.values()).backward()
+    assert model.encoder.layers[0].blocks[0].attn.qkv.lora_A.grad is not None

@@ -1,0 +1,87 @@
+"""Multi-task loss: per-task losses of the task kinds, fixed weights from the config
+(``TaskConfig.loss_weight``) and optional homoscedastic uncertainty weighting.
+
+Uncertainty weighting follows Kendall, Gal & Cipolla, "Multi-Task Learning Using Uncertainty to
+Weigh Losses for Scene Geometry and Semantics", CVPR 2018, with ``s_t = log sigma_t^2`` learned:
+``L = sum_t w_t * (c_t * exp(-s_t) * L_t + s_t / 2)``, ``c_t = 1/2`` for regression (depth,
+normals: Gaussian likelihood) and 1 for classification (softmax likelihood). ``s_t`` starts at 0.
+
+A task whose label is absent from a batch contributes ``0 * output.sum()``: the graph still
+reaches every trainable parameter, which keeps DistributedDataParallel's gradient reduction
+identical on all ranks.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from perception.config import TaskConfig
+from perception.tasks import kind_of
+
+__all__ = ["MultiTaskLoss", "target_key"]
+
+_REGRESSION_KINDS = frozenset({"depth", "normals"})
+
+
+def target_key(cfg: TaskConfig) -> str:
+    """The sample key holding a task's label (the ``mask`` kind uses the task's own name)."""
+    return kind_of(cfg).target_key or cfg.name
+
+
+class MultiTaskLoss(nn.Module):
+    """Weighted sum of task losses.
+
+    Args:
+        tasks: the tasks to train (their ``loss_weight`` is the fixed weight ``w_t``).
+        uncertainty: learn ``s_t`` per task (Kendall et al.); its parameters belong in the
+            optimizer and the checkpoint (they are this module's parameters).
+
+    ``forward`` returns ``(total, parts)``: the scalar to back-propagate and detached floats per
+    task plus ``"loss"`` = sum of ``w_t * L_t`` (without uncertainty terms), comparable across
+    epochs and runs whatever the weighting.
+    """
+
+    def __init__(self, tasks: Sequence[TaskConfig], uncertainty: bool = False) -> None:
+        super().__init__()
+        self.tasks = {t.name: t for t in tasks}
+        self.uncertainty = uncertainty
+        self.log_vars = nn.ParameterDict(
+            {t.name: nn.Parameter(torch.zeros(())) for t in tasks} if uncertainty else {})
+
+    def forward(self, raw: Mapping[str, torch.Tensor], batch: Mapping[str, Any],
+                extra: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        total = torch.zeros((), device=next(iter(raw.values())).device)
+        fixed = 0.0
+        parts: dict[str, float] = {}
+        for name, cfg in self.tasks.items():
+            out = raw[name].float()
+            key = target_key(cfg)
+            if key not in batch:
+                total = total + 0.0 * out.sum()
+                continue
+            loss = kind_of(cfg).loss(out, batch[key].to(out.device), cfg)
+            parts[name] = float(loss.detach())
+            fixed += cfg.loss_weight * parts[name]
+            if self.uncertainty:
+                s = self.log_vars[name]
+                c = 0.5 if cfg.kind in _REGRESSION_KINDS else 1.0
+                loss = c * torch.exp(-s) * loss + 0.5 * s
+            total = total + cfg.loss_weight * loss
+        if extra is not None:
+            total = total + extra
+        parts["loss"] = fixed
+        return total, parts
+
+    def weights(self) -> dict[str, float]:
+        """Effective weight of each task now (``w_t * c_t * exp(-s_t)``), for logs and curves."""
+        out = {}
+        for name, cfg in self.tasks.items():
+            w = cfg.loss_weight
+            if self.uncertainty:
+                c = 0.5 if cfg.kind in _REGRESSION_KINDS else 1.0
+                w *= c * float(torch.exp(-self.log_vars[name].detach()))
+            out[name] = w
+        return out
