@@ -31,6 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=0, help="data-loader processes (default 0)")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt", "auto"),
+                   help="predict through the runtime engine on this backend (the path bag replay "
+                        "takes, so the metrics equal replay's); default: the PyTorch model directly")
+    p.add_argument("--precision", default="fp32", help="engine precision with --backend")
     p.add_argument("--out", metavar="DIR", help="write DIR/metrics.json and DIR/metrics.md")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -58,8 +62,14 @@ def run(args: argparse.Namespace) -> int:
     model.eval()
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     dataset = open_dataset(args.data, max_samples=args.max_samples)
+    engine = None
+    if args.backend:
+        from perception.runtime.engine import PerceptionEngine
+
+        engine = PerceptionEngine(model, args.backend, tasks=tasks, precision=args.precision,
+                                  threads=args.threads or 2)
     result = evaluate(model, dataset, tasks=tasks, batch_size=args.batch_size, num_workers=args.workers,
-                      bf16=args.bf16, progress=not args.no_progress)
+                      bf16=args.bf16, progress=not args.no_progress, engine=engine)
     title = f"{model.cfg.name} on {args.data} ({result.samples} frames)"
     report = metrics_markdown(result.metrics, title)
     print(report, end="")

@@ -147,7 +147,8 @@ class EvalResult:
 
 def evaluate(model: torch.nn.Module, dataset: Dataset, *, tasks: Sequence[str] | None = None,
              batch_size: int = 4, loss: MultiTaskLoss | None = None, num_workers: int = 0,
-             bf16: bool = False, progress: bool = False, desc: str = "eval") -> EvalResult:
+             bf16: bool = False, progress: bool = False, desc: str = "eval",
+             engine: Any = None) -> EvalResult:
     """Evaluate ``model`` (a :class:`MultiTaskNet`) on raw samples of ``dataset``.
 
     Args:
@@ -156,6 +157,10 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, *, tasks: Sequence[str] |
         bf16: autocast the forward pass to bfloat16 (slower on CPUs without bf16 units).
 
     The model's train/eval flags are restored afterwards, so the trainer can call this mid-run.
+    With ``engine`` (a :class:`~perception.runtime.engine.PerceptionEngine` serving ``model``'s
+    tasks), predictions come from the engine on the samples' original uint8 frames - the exact
+    path bag replay takes, so replay and ``tadp eval --backend`` agree to the bit. Losses are not
+    available on that path.
 
     Raises:
         ConfigError: unknown task names. DataError: an empty dataset.
@@ -185,11 +190,15 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, *, tasks: Sequence[str] |
     try:
         with torch.no_grad():  # not inference_mode: the encoder caches index tensors reused in training
             for batch, originals in batches:
-                images = normalize_images(batch["image"].to(device))
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                    raw = model(images, names)
-                raw = {k: v.float() for k, v in raw.items()}
-                if loss is not None:
+                if engine is not None:
+                    raw = engine.logits([s["image"] for s in originals], rgb=True)
+                    raw = {k: raw[k] for k in names}
+                else:
+                    images = normalize_images(batch["image"].to(device))
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                        raw = model(images, names)
+                    raw = {k: v.float() for k, v in raw.items()}
+                if loss is not None and engine is None:
                     _, parts = loss({k: raw[k] for k in loss.tasks}, batch)
                     for k, v in parts.items():
                         loss_sums[k] = loss_sums.get(k, 0.0) + v * len(originals)

@@ -159,6 +159,22 @@ class PerceptionEngine:
     def infer_batch(self, frames: Sequence[np.ndarray], *, rgb: bool = False) -> list[FrameResult]:
         """Several frames (e.g. cameras) at once; each result has the same layout as ``infer``."""
         active = self._active  # snapshot: a swap during this frame takes effect on the next one
+        raw, timings = self._forward(frames, rgb, active)
+        t3 = time.perf_counter()
+        results = self._postprocess(active, raw, [f.shape[:2] for f in frames])
+        timings["postprocess"] = (time.perf_counter() - t3) * 1e3
+        timings["total"] += timings["postprocess"]
+        for r in results:
+            r.timings_ms = dict(timings)
+        return results
+
+    def logits(self, frames: Sequence[np.ndarray], *, rgb: bool = False) -> dict[str, torch.Tensor]:
+        """Raw task outputs [B, K, h, w] at the network resolution (what evaluation scores)."""
+        raw, _ = self._forward(frames, rgb, self._active)
+        return {name: self.backend.to_torch(out).float() for name, out in raw.items()}
+
+    def _forward(self, frames: Sequence[np.ndarray], rgb: bool, active: Sequence[ActiveTask]
+                 ) -> tuple[dict[str, Any], dict[str, float]]:
         t0 = time.perf_counter()
         images = self.preprocess.batch(list(frames), rgb)
         t1 = time.perf_counter()
@@ -174,14 +190,9 @@ class PerceptionEngine:
                                                                           task.weights)
             task_ms[f"task/{task.name}"] = (time.perf_counter() - ts) * 1e3
         t3 = time.perf_counter()
-        results = self._postprocess(active, raw, [f.shape[:2] for f in frames])
-        t4 = time.perf_counter()
         timings = {"preprocess": (t1 - t0) * 1e3, "trunk": (t2 - t1) * 1e3,
-                   "tasks": (t3 - t2) * 1e3, "postprocess": (t4 - t3) * 1e3,
-                   "total": (t4 - t0) * 1e3, **task_ms}
-        for r in results:
-            r.timings_ms = dict(timings)
-        return results
+                   "tasks": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3, **task_ms}
+        return raw, timings
 
     def _postprocess(self, active: Iterable[ActiveTask], raw: dict[str, Any],
                      sizes: list[tuple[int, int]]) -> list[FrameResult]:
