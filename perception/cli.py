@@ -26,6 +26,7 @@ _COMMANDS: tuple[str, ...] = (
     "perception.commands.train",
     "perception.commands.train_task",
     "perception.commands.eval",
+    "perception.commands.node",
 )
 
 

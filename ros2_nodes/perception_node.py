@@ -1,0 +1,752 @@
+"""The perception ROS 2 node: camera in, one topic per task out, tasks hot-swapped at run time.
+
+Glue only (STYLE §8): decoding is ``perception.ros_format``, inference ``PerceptionEngine``,
+messages ``ros2_nodes.convert``, QoS ``ros2_nodes.qos``, parameters ``ros2_nodes.params``,
+statistics ``ros2_nodes.diagnostics``, the adapters directory ``ros2_nodes.adapters_watch``.
+Topics, parameters and QoS are documented in ``docs/ros_node.md``.
+
+Threads:
+
+* the executor runs the callbacks; none of them blocks. The image callback stores the newest
+  message ("latest frame wins") and counts the one it replaces as dropped;
+* the **inference worker** takes the newest frame, decodes it, runs the engine and publishes
+  every output with the input header;
+* the **control thread** builds the engine, polls the adapters directory and applies task
+  changes (parameter ``tasks``, new/changed/removed bundles, ``~/reload_tasks``). Reading and
+  verifying bundles and ``engine.add_task`` run here, never on the worker; the engine swaps its
+  task list atomically between two frames. The reload service awaits the control thread's answer
+  without blocking the executor.
+
+Usage::
+
+    ros2 run tad_perception perception_node --ros-args --params-file params.yaml \\
+        -r image:=/camera/image_raw
+    tadp node --params params.yaml            # the same node without ROS tooling
+"""
+from __future__ import annotations
+
+import array as arraymod
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from perception.errors import ConfigError, InputError, PerceptionError
+
+try:  # the ROS corner: everything that needs rclpy or *_msgs
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from geometry_msgs.msg import PoseStamped
+    from nav_msgs.msg import Path as PathMsg
+    from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+    from rclpy.event_handler import SubscriptionEventCallbacks
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.qos import ReliabilityPolicy
+    from rclpy.task import Future
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+    from std_srvs.srv import Trigger
+
+    from ros2_nodes import qos
+    from ros2_nodes.adapters_watch import AdaptersWatcher, scan_bundles
+    from ros2_nodes.convert import copy_header, image_msg_from_fields, image_to_msg
+    from ros2_nodes.diagnostics import FrameStats, NodeState, build_status
+    from ros2_nodes.params import ALL_TASKS, NodeParams, ParamBinding
+
+    _IMPORT_ERROR: ImportError | None = None
+except ImportError as _err:  # pragma: no cover - exercised only without the `ros` extra
+    _IMPORT_ERROR = _err
+    Node = object  # type: ignore[assignment,misc]
+
+__all__ = ["PerceptionNode", "SwapOutcome", "ego_lane_centre", "main"]
+
+_ERROR_LOG_PERIOD_S = 2.0  # the same kind of input error is logged at most this often
+
+
+def ego_lane_centre(polylines: list[np.ndarray] | None, step_m: float = 1.0) -> np.ndarray | None:
+    """Centre line [N, 3] of the ego lane: midway between the nearest lane line on the right
+    (y < 0 at its near end) and on the left, over the distance both cover; None without both."""
+    if not polylines:
+        return None
+    rights = [p for p in polylines if len(p) and p[0, 1] < 0]
+    lefts = [p for p in polylines if len(p) and p[0, 1] >= 0]
+    if not rights or not lefts:
+        return None
+    right = max(rights, key=lambda p: p[0, 1])
+    left = min(lefts, key=lambda p: p[0, 1])
+    x0, x1 = max(right[0, 0], left[0, 0]), min(right[-1, 0], left[-1, 0])
+    if x1 <= x0:
+        return None
+    xs = np.append(np.arange(x0, x1, step_m), x1)
+    mid = [0.5 * (np.interp(xs, right[:, 0], right[:, k]) + np.interp(xs, left[:, 0], left[:, k]))
+           for k in (1, 2)]
+    return np.column_stack([xs, *mid])
+
+
+def _path_msg(points: np.ndarray | None, header: Any, frame_id: str) -> Any:
+    msg = PathMsg()
+    msg.header = copy_header(header)
+    msg.header.frame_id = frame_id
+    if points is None:
+        return msg  # an empty path: no ego lane this frame (still one message per input)
+    yaw = np.arctan2(np.gradient(points[:, 1]), np.gradient(points[:, 0])) if len(points) > 1 \
+        else np.zeros(len(points))
+    for (x, y, z), a in zip(points, yaw, strict=True):
+        pose = PoseStamped()
+        pose.header = msg.header
+        pos, rot = pose.pose.position, pose.pose.orientation
+        pos.x, pos.y, pos.z = float(x), float(y), float(z)
+        rot.z, rot.w = float(np.sin(a / 2)), float(np.cos(a / 2))  # yaw along the path
+        msg.poses.append(pose)
+    return msg
+
+
+def _output_msg(array: np.ndarray, encoding: str, header: Any) -> Any:
+    """``sensor_msgs/Image`` of one of the node's own outputs, with a single copy of the pixels.
+
+    ``convert.image_to_msg`` copies twice (``tobytes`` then ``array('B', bytes)``): 6-8 ms for
+    the five 720p outputs of a frame here. The outputs are C-ordered uint8/float32 arrays in host
+    byte order, so the fields are known and the pixels go straight into the message buffer.
+    """
+    array = np.ascontiguousarray(array)
+    data = arraymod.array("B")
+    data.frombytes(array.data.cast("B"))
+    fields = {"height": int(array.shape[0]), "width": int(array.shape[1]), "encoding": encoding,
+              "is_bigendian": int(sys.byteorder == "big" and array.dtype.itemsize > 1),
+              "step": int(array.strides[0]), "data": data}
+    return image_msg_from_fields(fields, header)
+
+
+def _encoding_of(array: np.ndarray) -> str | None:
+    """ROS encoding of an engine output; None for one the fast path does not cover."""
+    if array.dtype == np.uint8:
+        return "mono8" if array.ndim == 2 else ("bgr8" if array.shape[2] == 3 else None)
+    if array.dtype == np.float32:
+        return "32FC1" if array.ndim == 2 else f"32FC{array.shape[2]}"
+    return None
+
+
+@dataclass
+class SwapOutcome:
+    """What one round of task changes did; the reload service returns it."""
+
+    ok: bool
+    message: str
+
+
+@dataclass
+class _Request:
+    reason: str  # "params" | "reload" | "outputs"
+    force: bool = False
+    future: Any = None  # rclpy Future completed by the control thread
+
+
+@dataclass
+class _TaskOutputs:
+    main: Any
+    color: Any = None
+    path: Any = None
+    info: tuple[Any, Any] | None = None  # (TaskKind, TaskConfig) for colouring
+
+
+class PerceptionNode(Node):
+    """Camera -> :class:`~perception.runtime.engine.PerceptionEngine` -> one topic per task.
+
+    Args:
+        node_name: ROS node name (default ``perception``).
+        **kwargs: passed to ``rclpy.node.Node`` (``context``, ``parameter_overrides``, ...).
+
+    Raises:
+        ConfigError: invalid parameters or a missing model (before anything is subscribed).
+        CheckpointError: the model file cannot be loaded.
+    """
+
+    def __init__(self, node_name: str = "perception", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._threads: list[threading.Thread] = []
+        try:
+            self._setup()
+        except BaseException:
+            super().destroy_node()  # do not leave a half-built node in the context
+            raise
+
+    def _setup(self) -> None:
+        from perception.training.bundle import load_model
+
+        self._base_names: list[str] | None = None
+        self._binding = ParamBinding(self, NodeParams, check=self._check_params)
+        cfg = self._binding.current
+        self._model_path = cfg.model_path()
+        model = load_model(self._model_path)  # fail fast on a bad model, before any I/O
+        self._base_names = model.task_names()
+        self._first_model: Any = model  # the first engine is built from it
+        self._check_params(cfg)
+        self._mounting = cfg.mounting.mounting()
+        self._log = self.get_logger()
+
+        self._stats = FrameStats(cfg.latency_window)
+        self._state = NodeState(input_topic=cfg.input.resolved_topic)
+        self._engine: Any = None
+        self._cond = threading.Condition()
+        self._pending: tuple[Any, int] | None = None
+        self._stop = False
+        self._pub_lock = threading.Lock()
+        self._outputs: dict[str, _TaskOutputs] = {}
+        self._loaded: dict[str, tuple[int, int, int]] = {}  # bundle task -> file signature
+        self._failed: dict[str, tuple[tuple[int, int, int], str]] = {}  # name -> (sig, why)
+        self._requests: queue.Queue[_Request] = queue.Queue()
+        self._watcher = AdaptersWatcher(cfg.adapters_dir)
+        self._camera: Any = None  # calibration.CameraModel from the first CameraInfo
+        self._camera_applied: tuple[int, Any, tuple[int, int]] | None = None
+        self._last_seq: dict[bytes, int] = {}
+        self._error_logged: dict[str, float] = {}
+
+        self._io_group = MutuallyExclusiveCallbackGroup()
+        self._control_group = MutuallyExclusiveCallbackGroup()
+        self._compressed = cfg.input.transport == "compressed"
+        self._image_sub: Any = None
+        self._subscribe_camera(cfg.qos.reliability if cfg.qos.reliability != "auto" else "reliable")
+        self._state.input_topic = self._image_sub.topic_name
+        if cfg.qos.reliability == "auto":
+            self._match_publishers()
+        if cfg.input.camera_info_topic:
+            self.create_subscription(CameraInfo, cfg.input.camera_info_topic, self._on_camera_info,
+                                     qos.camera_qos("reliable", 1), callback_group=self._io_group)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics,
+                          callback_group=self._control_group)
+        self.create_service(Trigger, "~/reload_tasks", self._on_reload,
+                            callback_group=self._control_group)
+        self._binding.add_listener(self._on_params_changed)
+
+        self._threads = [
+            threading.Thread(target=self._worker_loop, name="tadp-infer", daemon=True),
+            threading.Thread(target=self._control_loop, name="tadp-control", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        self._log.info(f"subscribed to {self._image_sub.topic_name} ({cfg.input.transport}); "
+                       f"building the engine ({cfg.backend}) from {self._model_path}")
+
+    # -- parameters --------------------------------------------------------------------------
+    @property
+    def params(self) -> NodeParams:
+        return self._binding.current
+
+    @property
+    def engine(self) -> Any:
+        """The engine serving frames now (None while it is built)."""
+        return self._engine
+
+    def _check_params(self, cfg: NodeParams) -> None:
+        if self._base_names is None:  # during declaration: the model is not loaded yet
+            return
+        if cfg.tasks == (ALL_TASKS,):
+            return
+        bundles = scan_bundles(cfg.adapters_dir)
+        if unknown := [t for t in cfg.tasks if t not in self._base_names and t not in bundles]:
+            raise ConfigError(
+                f"tasks: unknown {unknown}; the model has {self._base_names} and "
+                f"adapters_dir {cfg.adapters_dir or '(not set)'!r} has bundles {sorted(bundles)}. "
+                "Drop the bundle into adapters_dir first, then add its name")
+
+    def _on_params_changed(self, changed: set[str], cfg: NodeParams) -> None:
+        if "tasks" in changed:
+            self._requests.put(_Request("params"))
+        if changed & {"color_tasks", "publish_color"}:
+            self._requests.put(_Request("outputs"))
+
+    # -- input -------------------------------------------------------------------------------
+    def _subscribe_camera(self, reliability: str) -> None:
+        cfg = self.params
+        first = self._image_sub is None
+        if not first:
+            self.destroy_subscription(self._image_sub)
+        msg_type = CompressedImage if self._compressed else Image
+        events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)
+        self._image_sub = self.create_subscription(
+            msg_type, cfg.input.resolved_topic, self._on_image,
+            qos.camera_qos(reliability, cfg.qos.depth), callback_group=self._io_group,
+            event_callbacks=events,
+            # qos_overrides.* are declared once; applying them again would undo the switch
+            qos_overriding_options=qos.overriding_options() if first else None)
+        self._reliability = reliability
+
+    def _match_publishers(self) -> None:
+        """``qos.reliability: auto``: follow the publishers on the topic (best effort if any is)."""
+        infos = self.get_publishers_info_by_topic(self._image_sub.topic_name)
+        want = qos.camera_qos_for_publishers(infos, self.params.qos.depth)
+        best_effort = want.reliability == ReliabilityPolicy.BEST_EFFORT
+        reliability = "best_effort" if best_effort else "reliable"
+        if reliability != self._reliability:
+            self._log.info(f"qos.reliability auto: publishers on {self._image_sub.topic_name} "
+                           f"need {reliability}; subscribing again")
+            self._subscribe_camera(reliability)
+
+    def _on_incompatible_qos(self, event: Any) -> None:
+        if self.params.qos.reliability == "auto":
+            # Subscribing again from inside the subscription's own event callback is unsafe;
+            # do it from a timer that cancels itself.
+            def once() -> None:
+                timer.cancel()
+                self._match_publishers()
+
+            timer = self.create_timer(0.05, once, callback_group=self._control_group)
+        else:
+            self._log.error(
+                f"a publisher on {self._image_sub.topic_name} has incompatible QoS "
+                f"(policy {event.last_policy_kind}); this node subscribes "
+                f"{self.params.qos.reliability}. Set qos.reliability to 'best_effort' or 'auto' "
+                "for best-effort cameras", throttle_duration_sec=10.0)
+
+    def _on_image(self, msg: Any, info: Any) -> None:
+        # Two parameters without defaults: rclpy then passes the MessageInfo (sequence numbers).
+        received_ns = time.perf_counter_ns()
+        self._stats.count("received")
+        if info is not None and info.get("publication_sequence_number") is not None:
+            gid = bytes(info["publisher_gid"]["data"]) if info.get("publisher_gid") else b""
+            seq = info["publication_sequence_number"]
+            last = self._last_seq.get(gid)
+            if last is not None and seq > last + 1:
+                self._stats.count("lost", seq - last - 1)
+            self._last_seq[gid] = seq
+        if self._engine is None:
+            self._stats.count("not_ready")
+            return
+        with self._cond:
+            if self._pending is not None:
+                self._stats.count("dropped")
+            self._pending = (msg, received_ns)
+            self._cond.notify()
+
+    def _on_camera_info(self, msg: Any) -> None:
+        from calibration.io import camera_info_from_msg
+
+        try:
+            camera = camera_info_from_msg(msg)
+        except PerceptionError as err:
+            self._log_error("camera_info", f"ignoring CameraInfo on {msg.header.frame_id!r}: {err}")
+            return
+        if camera != self._camera:
+            first = self._camera is None
+            self._camera = camera
+            self._state.camera_info = f"{camera.width}x{camera.height} fx={camera.fx:.1f}"
+            self._log.info(f"{'camera intrinsics from' if first else 'new intrinsics on'} "
+                           f"CameraInfo: {self._state.camera_info}")
+
+    def _log_error(self, key: str, message: str) -> None:
+        now = time.monotonic()
+        if now - self._error_logged.get(key, -1e9) >= _ERROR_LOG_PERIOD_S:
+            self._error_logged[key] = now
+            self._log.error(message)
+
+    # -- inference worker ------------------------------------------------------------------------
+    def _worker_loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                msg, received_ns = self._pending
+                self._pending = None
+            engine = self._engine
+            if engine is None:
+                continue
+            try:
+                self._process(engine, msg, received_ns)
+            except Exception as err:  # noqa: BLE001 - one bad frame must not end the worker
+                self._stats.error("failed", f"{type(err).__name__}: {err}")
+                self._log_error("failed", f"frame {_stamp_text(msg)} failed: "
+                                          f"{type(err).__name__}: {err}")
+
+    def _decode(self, msg: Any) -> np.ndarray:
+        from perception.ros_format import decode_compressed, image_from_msg, to_bgr8
+
+        if self._compressed:
+            array, encoding = decode_compressed(msg.data, msg.format)
+        else:
+            array, encoding = image_from_msg(msg, copy=False), msg.encoding
+        return to_bgr8(array, encoding)
+
+    def _apply_camera(self, engine: Any, size_wh: tuple[int, int]) -> None:
+        camera = self._camera
+        key = (id(engine), camera, size_wh)
+        if camera is None or self._mounting is None or key == self._camera_applied:
+            return
+        if camera.size != size_wh:
+            self._log.warning(f"CameraInfo is {camera.width}x{camera.height} but frames are "
+                              f"{size_wh[0]}x{size_wh[1]}; scaling the intrinsics")
+            camera = camera.resized(*size_wh)
+        engine.camera, engine.mounting = camera, self._mounting
+        self._camera_applied = key
+
+    def _process(self, engine: Any, msg: Any, received_ns: int) -> None:
+        try:
+            frame = self._decode(msg)
+        except (PerceptionError, ValueError, TypeError) as err:
+            what = "CompressedImage" if self._compressed else f"Image ({msg.encoding!r})"
+            self._stats.error("invalid", f"{what} {_stamp_text(msg)}: {err}")
+            self._log_error(f"invalid:{str(err)[:40]}", f"rejected {what} {_stamp_text(msg)} on "
+                            f"{self._image_sub.topic_name}: {err}")
+            return
+        self._apply_camera(engine, (frame.shape[1], frame.shape[0]))
+        t0 = time.perf_counter_ns()
+        try:
+            result = engine.infer(frame)
+        except InputError as err:  # e.g. a 1-pixel frame
+            self._stats.error("invalid", f"frame {_stamp_text(msg)}: {err}")
+            self._log_error(f"invalid:{str(err)[:40]}", f"rejected frame {_stamp_text(msg)}: {err}")
+            return
+        engine_ms = (time.perf_counter_ns() - t0) / 1e6
+        self._publish(result, frame, msg.header)
+        now_ns = self.get_clock().now().nanoseconds
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        tasks = {k[5:]: v for k, v in result.timings_ms.items() if k.startswith("task/")}
+        node_ms = (time.perf_counter_ns() - received_ns) / 1e6
+        self._stats.processed((now_ns - stamp_ns) / 1e6, node_ms, engine_ms, tasks)
+
+    def _publish(self, result: Any, frame: np.ndarray, header: Any) -> None:
+        cfg = self.params
+        with self._pub_lock:
+            for name, out in result.outputs.items():
+                pubs = self._outputs.get(name)
+                if pubs is None:
+                    continue
+                # Only build what somebody listens to (a 720p frame's outputs are ~9 MB).
+                if pubs.main.get_subscription_count():
+                    if out.ndim == 3 and out.shape[0] == 3 and out.shape[2] != 3:
+                        out = out.transpose(1, 2, 0)  # [3, H, W] vectors (normals) -> 32FC3
+                    encoding = _encoding_of(out)
+                    pubs.main.publish(_output_msg(out, encoding, header) if encoding
+                                      else image_to_msg(out, "passthrough", header))
+                if (pubs.color is not None and pubs.info is not None and cfg.publish_color
+                        and pubs.color.get_subscription_count()):
+                    color = self._colorize(name, result, frame, pubs.info, cfg.color_blend)
+                    pubs.color.publish(_output_msg(color, "bgr8", header))
+                if pubs.path is not None and pubs.path.get_subscription_count():
+                    if result.polylines is not None:
+                        pubs.path.publish(_path_msg(ego_lane_centre(result.polylines), header,
+                                                    cfg.vehicle_frame))
+
+    @staticmethod
+    def _colorize(name: str, result: Any, frame: np.ndarray, info: tuple[Any, Any],
+                  blend: float) -> np.ndarray:
+        import cv2
+
+        kind, task_cfg = info
+        raw = result.raw.get(name)
+        h, w = frame.shape[:2]
+        if raw is None or raw.ndim != 2:
+            color = kind.colorize(result.outputs[name], task_cfg)
+        else:
+            # Colour at network resolution, then resize: the same pixels as colouring the
+            # nearest-resized ids, at a fraction of the cost.
+            color = kind.colorize(raw, task_cfg)
+            interp = cv2.INTER_NEAREST if kind.output_type == "ids" else cv2.INTER_LINEAR
+            color = cv2.resize(color, (w, h), interpolation=interp)
+        if blend > 0:
+            color = cv2.addWeighted(frame, 1.0 - blend, color, blend, 0.0)
+        return np.ascontiguousarray(color, dtype=np.uint8)
+
+    # -- hot swap (control thread) ---------------------------------------------------------------
+    def _control_loop(self) -> None:
+        cfg = self.params
+        try:
+            self._reconcile(force=True, initial=True)
+        except Exception as err:  # noqa: BLE001 - reported; the node keeps running
+            self._state.engine = f"failed: {err}"
+            self._log.error(f"engine build failed: {err}; fix the parameters and call "
+                            f"~/reload_tasks")
+        while not self._stop:
+            try:
+                request = self._requests.get(timeout=cfg.adapters_poll_s)
+            except queue.Empty:
+                request = None
+            if self._stop:
+                break
+            requests = [request] if request is not None else []
+            try:
+                if request is None:
+                    changes = self._watcher.poll()
+                    if changes:
+                        self._log.info(
+                            f"adapters_dir: added {[b.name for b in changes.added]}, changed "
+                            f"{[b.name for b in changes.changed]}, removed {changes.removed}")
+                        self._reconcile(force=False)
+                    continue
+                while not self._requests.empty():  # coalesce a burst of changes
+                    requests.append(self._requests.get_nowait())
+                if all(r.reason == "outputs" for r in requests):
+                    self._refresh_outputs()
+                    outcome = SwapOutcome(True, "outputs refreshed")
+                else:
+                    outcome = self._reconcile(force=any(r.force for r in requests))
+            except Exception as err:  # noqa: BLE001 - reported; the node keeps serving
+                outcome = SwapOutcome(False, f"{type(err).__name__}: {err}")
+                self._state.engine = (f"failed: {err}" if self._engine is None
+                                      else self._state.engine)
+                self._log.error(f"task change failed: {outcome.message}")
+            for r in requests:
+                if r.future is not None:
+                    r.future.set_result(outcome)
+        while not self._requests.empty():
+            r = self._requests.get_nowait()
+            if r.future is not None:
+                r.future.set_result(SwapOutcome(False, "node is shutting down"))
+
+    def _desired(self, cfg: NodeParams, bundles: dict[str, Any]) -> tuple[list[str], list[str],
+                                                                          dict[str, str]]:
+        """(model tasks, bundle tasks, problems by task) wanted by the ``tasks`` parameter."""
+        base_names = self._base_names or []
+        problems: dict[str, str] = {}
+        if cfg.tasks == (ALL_TASKS,):
+            for name in bundles:
+                if name in base_names:
+                    problems[name] = (f"bundle {bundles[name].path.name} has the name of a task "
+                                      "of the model; rename it")
+            return list(base_names), [n for n in bundles if n not in base_names], problems
+        base = [t for t in cfg.tasks if t in base_names]
+        wanted = [t for t in cfg.tasks if t not in base_names and t in bundles]
+        for t in cfg.tasks:
+            if t not in base_names and t not in bundles:
+                problems[t] = (f"listed in tasks but adapters_dir {cfg.adapters_dir!r} has no "
+                               f"{t}.tadtask or {t}.safetensors")
+        return base, wanted, problems
+
+    def _build_engine(self, base: list[str]) -> Any:
+        from perception.runtime.engine import PerceptionEngine
+        from perception.training.bundle import load_model
+
+        cfg = self.params
+        # A rebuild needs a fresh model: an engine merges LoRA and removes tasks in its model.
+        model, self._first_model = self._first_model or load_model(self._model_path), None
+        return PerceptionEngine(
+            model, cfg.backend, input_size=cfg.network_size,
+            tasks=base, mounting=self._mounting, threads=cfg.threads, precision=cfg.precision,
+            cache_dir=Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None)
+
+    def _reconcile(self, *, force: bool, initial: bool = False) -> SwapOutcome:
+        """Make the engine run what ``tasks`` and ``adapters_dir`` say; report what happened."""
+        from perception.training.bundle import read_bundle
+
+        cfg = self.params
+        bundles = scan_bundles(cfg.adapters_dir)
+        self._watcher.adopt(bundles)
+        if force:
+            self._failed.clear()
+        base, wanted, problems = self._desired(cfg, bundles)
+        lines: list[str] = []
+        engine, loaded = self._engine, dict(self._loaded)
+        rebuild = engine is None or any(t not in engine.tasks for t in base)
+        if rebuild:
+            t0 = time.perf_counter()
+            self._state.engine = "starting" if engine is None else self._state.engine
+            engine, loaded = self._build_engine(base), {}
+            self._state.backend = engine.backend.describe()
+            lines.append(f"{'built' if initial else 'rebuilt'} the engine with {base} "
+                         f"({(time.perf_counter() - t0) * 1e3:.0f} ms)")
+        for name in reversed(engine.tasks):  # fusion tasks were added last: they go first
+            if name not in base and name not in wanted:
+                try:
+                    report = engine.remove_task(name)
+                except ConfigError as err:  # fused by a task that stays
+                    problems[name] = f"cannot remove: {err}"
+                    lines.append(f"remove {name} FAILED: {err}")
+                    continue
+                loaded.pop(name, None)
+                lines.append(f"removed {name} ({report.latency_ms:.0f} ms)")
+        todo = []
+        for name in wanted:
+            entry = bundles[name]
+            op = "replace" if name in engine.tasks else "add"
+            if op == "replace" and loaded.get(name) == entry.signature:
+                continue
+            failed = self._failed.get(name)
+            if failed is not None and failed[0] == entry.signature:
+                problems[name] = failed[1]  # unchanged since it failed: not retried until reload
+                continue
+            try:
+                bundle = read_bundle(entry.path)
+                if bundle.name != name:
+                    raise ConfigError(f"{entry.path.name} holds task {bundle.name!r}; name the "
+                                      f"file {bundle.name}{entry.path.suffix}")
+            except PerceptionError as err:
+                self._fail(name, entry.signature, str(err), problems, lines, op)
+                continue
+            todo.append((len(bundle.manifest.sources), op, name, entry, bundle))
+        for _, op, name, entry, bundle in sorted(todo, key=lambda t: t[0]):
+            if op == "add" and not rebuild:
+                self._ensure_outputs(name, bundle.manifest.task)  # the topic exists first
+            report = engine.add_task(bundle) if op == "add" else engine.replace_task(bundle)
+            if report.ok:
+                loaded[name] = entry.signature
+                self._failed.pop(name, None)
+                lines.append(f"{op} {name} ok ({report.latency_ms:.0f} ms)")
+                self._state.last_swap = f"{op} {name}: ok in {report.latency_ms:.0f} ms"
+                if not rebuild:
+                    self._ensure_outputs(name, bundle.manifest.task)
+            else:
+                if op == "add" and not rebuild:
+                    self._drop_outputs(name)
+                self._fail(name, entry.signature, report.message, problems, lines, op)
+        if rebuild:
+            if self._stop:
+                return SwapOutcome(False, "node is shutting down")
+            for name in engine.tasks:
+                self._ensure_outputs(name, engine.model.tasks[name].cfg)
+            self._engine = engine  # the worker takes it for the next frame
+            self._state.engine = "ready"
+        self._loaded = loaded
+        for name in list(self._outputs):
+            if name not in engine.tasks:
+                self._drop_outputs(name)
+        self._refresh_outputs()
+        self._state.active_tasks = list(engine.tasks)
+        self._state.bundle_errors = problems
+        for line in lines:  # (rclpy refuses two severities from one call site)
+            if "FAILED" in line:
+                self._log.error(line)
+            else:
+                self._log.info(line)
+        for name, why in problems.items():
+            if not any(line.startswith(("add " + name, "replace " + name)) for line in lines):
+                self._log_error(f"task:{name}", f"task {name!r} is not running: {why}")
+        summary = "; ".join(lines) or "no change"
+        active = f"active tasks: {', '.join(engine.tasks)}"
+        if problems:
+            errors = "; ".join(f"{k}: {v}" for k, v in sorted(problems.items()))
+            return SwapOutcome(False, f"{summary}. {active}. ERRORS: {errors}")
+        return SwapOutcome(True, f"{summary}. {active}")
+
+    def _fail(self, name: str, sig: Any, why: str, problems: dict[str, str], lines: list[str],
+              op: str) -> None:
+        self._failed[name] = (sig, why)
+        problems[name] = why
+        lines.append(f"{op} {name} FAILED: {why}")
+        self._state.last_swap = f"{op} {name}: FAILED: {why}"
+
+    def _ensure_outputs(self, name: str, task_cfg: Any) -> None:
+        from perception.tasks import kind_of
+
+        cfg = self.params
+        out_qos = qos.output_qos(cfg.qos.output_depth)
+        kind = kind_of(task_cfg)
+        with self._pub_lock:
+            pubs = self._outputs.get(name)
+            if pubs is None:
+                pubs = _TaskOutputs(self._publisher(Image, f"~/{name}", out_qos))
+                if name == "lanes":
+                    pubs.path = self._publisher(PathMsg, "~/lanes/path", out_qos)
+                self._outputs[name] = pubs
+            pubs.info = (kind, task_cfg)
+
+    def _publisher(self, msg_type: Any, topic: str, profile: Any) -> Any:
+        return self.create_publisher(msg_type, topic, profile,
+                                     qos_overriding_options=qos.overriding_options())
+
+    def _refresh_outputs(self) -> None:
+        """Create/destroy ``~/<task>/color`` publishers after a task or colour change."""
+        cfg = self.params
+        out_qos = qos.output_qos(cfg.qos.output_depth)
+        with self._pub_lock:
+            for name, pubs in self._outputs.items():
+                want = cfg.publish_color and name in cfg.color_tasks
+                if want and pubs.color is None:
+                    pubs.color = self._publisher(Image, f"~/{name}/color", out_qos)
+                elif not want and pubs.color is not None:
+                    self.destroy_publisher(pubs.color)
+                    pubs.color = None
+
+    def _drop_outputs(self, name: str) -> None:
+        with self._pub_lock:
+            pubs = self._outputs.pop(name, None)
+            if pubs is not None:
+                for pub in (pubs.main, pubs.color, pubs.path):
+                    if pub is not None:
+                        self.destroy_publisher(pub)
+        self._stats.forget_task(name)
+
+    # -- service and diagnostics -----------------------------------------------------------------
+    async def _on_reload(self, request: Any, response: Any) -> Any:
+        """``~/reload_tasks``: rescan adapters_dir, retry failed bundles, apply ``tasks``."""
+        future = Future(executor=self.executor)
+        # A done callback makes the executor wake up when the control thread sets the result;
+        # without one, the awaiting coroutine would only resume at the next unrelated event.
+        future.add_done_callback(lambda _: None)
+        self._requests.put(_Request("reload", force=True, future=future))
+        outcome: SwapOutcome = await future
+        response.success, response.message = outcome.ok, outcome.message
+        return response
+
+    def _publish_diagnostics(self) -> None:
+        snap = self._stats.snapshot()
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [build_status(f"{self.get_fully_qualified_name()}: perception", snap,
+                                     self._state, hardware_id=self._image_sub.topic_name)]
+        self._diag_pub.publish(array)
+
+    def destroy_node(self) -> None:
+        """Stop the worker and control threads, then the ROS entities."""
+        if self._threads:
+            with self._cond:
+                self._stop = True
+                self._cond.notify_all()
+            for thread in self._threads:
+                if thread.is_alive():
+                    thread.join(timeout=5.0)
+            self._threads = []
+        super().destroy_node()
+
+
+def _stamp_text(msg: Any) -> str:
+    try:
+        return f"stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}"
+    except AttributeError:
+        return "stamp ?"
+
+
+def _missing_ros_message(err: ImportError) -> str:
+    return (f"the perception node needs rclpy and the ROS 2 message packages ({err}). On a ROS "
+            "machine: source /opt/ros/<distro>/setup.bash; elsewhere: "
+            "pip install 'tad_perception[ros]'")
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of ``ros2 run tad_perception perception_node`` and ``tadp node``.
+
+    Example:
+        ros2 run tad_perception perception_node --ros-args --params-file my.yaml
+    """
+    if _IMPORT_ERROR is not None:
+        print(f"perception_node: error: {_missing_ros_message(_IMPORT_ERROR)}", file=sys.stderr)
+        return 1
+    qos.apply_fastdds_profile()  # before rclpy.init(): Fast DDS reads it with the first participant
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = PerceptionNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except PerceptionError as err:
+        rclpy.logging.get_logger("perception").fatal(f"cannot start: {err}")
+        code = 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,206 @@
+"""Hot-swapping tasks in the running node (issue 7, item 3): through the real parameter services
+while a 10 Hz stream runs, by dropping/replacing/removing bundles in the watched adapters
+directory, and with the ``~/reload_tasks`` service.
+
+Frames are real BDD100K images at 640x360, so the small random model (128x256, torch, one thread)
+keeps up with 10 Hz when the machine is not overloaded; whether it did is measured, not assumed.
+"""
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+REPO = Path(__file__).resolve().parents[2]
+RATE_HZ = 10.0
+STREAM_FRAMES = 60
+SWAP_AT = 20
+
+
+def _bench():
+    if "node_bench" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("node_bench", REPO / "benchmarks" / "node_bench.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["node_bench"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["node_bench"]
+
+
+bench = _bench()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, real_data):
+    import rclpy
+
+    tmp = tmp_path_factory.mktemp("node_hotswap")
+    ctx = bench.open_context(bench.pick_domain())
+    yield {"ctx": ctx, "tmp": tmp, "model": bench.make_model_file(tmp),
+           "frames": bench.real_frames(3, size=(640, 360), root=real_data)}
+    rclpy.shutdown(context=ctx)
+
+
+def _wait_future(future, timeout_s=30.0):
+    end = time.monotonic() + timeout_s
+    while not future.done():
+        if time.monotonic() > end:
+            raise TimeoutError("no answer from the service")
+        time.sleep(0.02)
+    return future.result()
+
+
+def _set_tasks(client, tasks):
+    (result,) = _wait_future(client.set_parameters([Parameter("tasks", value=tasks)])).results
+    return result
+
+
+def test_hot_add_by_parameter_service_while_streaming(env):
+    adapters = env["tmp"] / "adapters_param"
+    bench.make_bundle(adapters, "corridor")
+    values = bench.base_params(env["model"], env["tmp"] / "cache", tasks=["segmentation"],
+                               adapters_dir=str(adapters), publish_color=False)
+    node = bench.in_process_node(env["ctx"], values, name="perception_param")
+    probe = bench.Probe(env["ctx"], ["segmentation", "corridor"], ns="/perception_param",
+                        keep_arrays=("segmentation", "corridor"), name="probe_param")
+    client = AsyncParameterClient(probe.node, "/perception_param")
+    executor, thread = bench.spin_in_thread(env["ctx"], node, probe.node)
+    results = {}
+
+    def swap() -> None:
+        t0 = time.monotonic()
+        results["add"] = _set_tasks(client, ["segmentation", "corridor"])
+        results["add_s"] = time.monotonic() - t0
+
+    try:
+        bench.wait_ready(node)
+        assert probe.wait_matched(topics=["segmentation"]) and client.wait_for_services(10)
+        refused = _set_tasks(client, ["segmentation", "nope"])  # validated by the node
+        assert not refused.successful and "unknown ['nope']" in refused.reason, refused.reason
+        bench.lockstep(probe, env["frames"], 3)  # warm-up, not counted
+        with probe.lock:
+            for recs in probe.outputs.values():
+                recs.clear()
+        before = dict(node._stats.counts)  # noqa: SLF001
+        swap_thread = threading.Thread(target=swap)
+        sent = bench.stream(probe, env["frames"], RATE_HZ, STREAM_FRAMES,
+                            on_sent=lambda i, s: swap_thread.start() if i == SWAP_AT else None)
+        swap_thread.join(30)
+        assert probe.wait_for(lambda p: sent[-1] in [r.stamp_ns for r in p.outputs["segmentation"]]
+                              or int(p.last_diag().get("frames_dropped", 0)) > 0, 10)
+        time.sleep(1.0)
+        after = dict(node._stats.counts)  # noqa: SLF001
+    finally:
+        executor.shutdown()
+        thread.join(5)
+        node.destroy_node()
+        probe.node.destroy_node()
+
+    assert results["add"].successful, results["add"].reason
+    corridor = probe.outputs["corridor"]
+    assert corridor, "the new task's topic never published"
+    seg = {r.stamp_ns: r for r in probe.outputs["segmentation"]}
+    index = {s: i for i, s in enumerate(sent)}
+    assert {r.stamp_ns for r in corridor} <= set(seg)  # same frames, same stamps
+    assert min(index[r.stamp_ns] for r in corridor) >= SWAP_AT
+    # Other tasks' outputs are unchanged: the same input gives bit-identical segmentation.
+    first_corridor = min(index[r.stamp_ns] for r in corridor)
+    n = len(env["frames"])  # frame i shows frames[i % n]
+    for k in range(n):
+        old = [seg[s].array for i, s in enumerate(sent) if i % n == k and i < SWAP_AT and s in seg]
+        new = [seg[s].array for i, s in enumerate(sent)
+               if i % n == k and i >= first_corridor and s in seg]
+        assert old and new
+        for a in old[1:] + new:
+            np.testing.assert_array_equal(a, old[0])
+    # Every frame reached the node; each was published or counted as dropped.
+    received = after["received"] - before["received"]
+    dropped = after["dropped"] - before["dropped"]
+    assert received == STREAM_FRAMES and after["lost"] == before["lost"]
+    assert len(seg) + dropped == STREAM_FRAMES, (len(seg), dropped)
+    # The swap ran beside the worker, not on it: no output gap longer than two slow frames plus a
+    # period while the task was added (a blocking add would stall for its whole latency).
+    engine_ms = list(node._stats.engine_ms)  # noqa: SLF001
+    engine_p90, engine_p99 = np.percentile(engine_ms, [90, 99])
+    t_req = sent[SWAP_AT]
+    t_new = min(r.recv_ns for r in corridor)
+    window = sorted(r.recv_ns for r in seg.values() if t_req <= r.recv_ns <= t_new + 500_000_000)
+    gaps_ms = np.diff(window) / 1e6 if len(window) > 1 else np.array([0.0])
+    bound_ms = 2 * engine_p99 + 1e3 / RATE_HZ
+    swap = node._state.last_swap  # noqa: SLF001
+    assert gaps_ms.max() <= bound_ms, f"outputs stalled {gaps_ms.max():.0f} ms during '{swap}'"
+    missing = [i for i, s in enumerate(sent) if s not in seg]
+    print(f"hot-add: {swap}; engine p90 {engine_p90:.0f} ms p99 {engine_p99:.0f} ms; max output "
+          f"gap during the swap {gaps_ms.max():.0f} ms; dropped frames {missing} (swap at "
+          f"{SWAP_AT}, first corridor output at {first_corridor})")
+    if engine_p90 < 0.8 * 1e3 / RATE_HZ:  # the node keeps up: then no frame may be dropped
+        assert dropped == 0, f"frames {missing} dropped during the hot-add ({swap})"
+    else:
+        warnings.warn(f"engine p90 {engine_p90:.0f} ms does not keep up with {RATE_HZ:.0f} Hz on "
+                      f"this machine now; dropped {missing} were counted, the zero-drop check "
+                      "needs a node that keeps up", stacklevel=1)
+
+
+def test_adapters_dir_drop_replace_remove_and_reload(env):
+    adapters = env["tmp"] / "adapters_dir"
+    adapters.mkdir()
+    values = bench.base_params(env["model"], env["tmp"] / "cache", tasks=["*"],
+                               adapters_dir=str(adapters), adapters_poll_s=0.25,
+                               publish_color=False)
+    node = bench.in_process_node(env["ctx"], values, name="perception_dir")
+    probe = bench.Probe(env["ctx"], ["segmentation", "corridor"], ns="/perception_dir",
+                        keep_arrays=("corridor",), name="probe_dir")
+    executor, thread = bench.spin_in_thread(env["ctx"], node, probe.node)
+    reload = probe.node.create_client(Trigger, "/perception_dir/reload_tasks")
+    frame = env["frames"][:1]
+
+    def corridor_output(timeout_s=20.0):
+        """Send frames until one has a corridor output; return that output's array."""
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            (stamp,) = bench.lockstep(probe, frame, 1)
+            if probe.wait_for(lambda p, s=stamp: s in [r.stamp_ns for r in p.outputs["corridor"]], 0.5):
+                return next(r.array for r in probe.outputs["corridor"] if r.stamp_ns == stamp)
+        raise TimeoutError("no corridor output")
+
+    try:
+        bench.wait_ready(node)
+        assert probe.wait_matched(topics=["segmentation"])
+        bench.lockstep(probe, frame, 1)
+        assert not probe.outputs["corridor"]
+        t0 = time.monotonic()
+        bench.make_bundle(adapters, "corridor", seed=1)  # atomic rename into the directory
+        first = corridor_output()
+        added_s = time.monotonic() - t0
+        assert node.engine.tasks == ["segmentation", "depth", "drivable", "lanes", "corridor"]
+        bench.make_bundle(adapters, "corridor", seed=3)  # a new version of the same task
+        assert probe.wait_for(lambda p: "replace corridor: ok" in p.last_diag().get("last_swap", ""),
+                              15), probe.last_diag()
+        assert not np.array_equal(corridor_output(), first)
+        shutil.rmtree(adapters / "corridor.tadtask")
+        assert probe.wait_for(lambda p: "corridor" not in p.last_diag().get("active_tasks", "x"), 15)
+        assert probe.wait_for(
+            lambda p: not p.node.get_publishers_info_by_topic("/perception_dir/corridor"), 5)
+        assert reload.wait_for_service(5)
+        response = _wait_future(reload.call_async(Trigger.Request()))
+        assert response.success, response.message
+        assert "active tasks: segmentation, depth, drivable, lanes" in response.message
+    finally:
+        executor.shutdown()
+        thread.join(5)
+        node.destroy_node()
+        probe.node.destroy_node()
+    assert added_s < 20
