@@ -200,6 +200,8 @@ class PerceptionEngine:
         for task in active:
             pred = task.kind.postprocess(self.backend.to_torch(raw[task.name]), task.cfg)
             pred = pred.cpu().numpy()
+            if pred.ndim == 4:  # vector outputs (normals) [B, C, h, w] -> [B, h, w, C]
+                pred = np.ascontiguousarray(pred.transpose(0, 2, 3, 1))
             for b, size in enumerate(sizes):
                 results[b].raw[task.name] = pred[b]
                 results[b].outputs[task.name] = resize_output(pred[b], size, task.kind.output_type)

@@ -139,3 +139,20 @@ def test_bad_frames(engines) -> None:
         eng.infer(np.zeros((64, 64, 3), np.float32))
     with pytest.raises(InputError, match=r"\[H, W, 3\]"):
         eng.infer(np.zeros((64, 64), np.uint8))
+
+
+def test_vector_outputs_are_hwc_at_frame_resolution() -> None:
+    """Normals come back as [H, W, 3] unit vectors at the frame's size (a resize of a CHW array
+    would silently scramble them)."""
+    from perception.config import model_config_from_dict
+    from perception.models.network import MultiTaskNet
+
+    cfg = model_config_from_dict({
+        "name": "n", "input_size": [64, 128],
+        "encoder": {"embed_dim": 16, "num_heads": [1, 2, 4, 8], "window_size": 4,
+                    "depths": [1, 1, 1, 1]},
+        "adapter": {"rank": 2}, "tasks": [{"name": "normals", "kind": "normals"}]}, "test")
+    eng = PerceptionEngine(MultiTaskNet(cfg), "torch")
+    out = eng.infer(np.full((100, 200, 3), 128, np.uint8)).outputs["normals"]
+    assert out.shape == (100, 200, 3)
+    assert np.allclose(np.linalg.norm(out, axis=-1), 1.0, atol=0.05)
