@@ -30,6 +30,7 @@ setup(
     install_requires=[
         "torch>=2.4",
         "numpy>=1.24",
+        "numba>=0.61",  # compiled per-pixel kernels of the synthetic renderer
         "opencv-python-headless>=4.8",
         "pyyaml>=6",
         "safetensors>=0.4",

@@ -146,10 +146,13 @@ def test_mcap_bag_opens_with_the_mcap_reader(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
-def test_same_seed_gives_byte_identical_bags(tmp_path: Path, storage: str) -> None:
+def test_same_seed_gives_byte_identical_bags(tmp_path: Path, storage: str, monkeypatch) -> None:
     a = write_bag(tmp_path / "a" / "bag", 3, 10.0, storage=storage, seed=5, config=SMALL)
+    # Another process writes the same bag (the temporary folder is named after the process id).
+    monkeypatch.setattr("perception.data.synthetic.dataset_writer.os.getpid", lambda: 4242)
     b = write_bag(tmp_path / "b" / "bag", 3, 10.0, storage=storage, seed=5, config=SMALL, workers=2)
     assert _tree_bytes(a) == _tree_bytes(b)
+    assert not list(tmp_path.glob("*/.*partial*"))
 
 
 def test_bad_storage_is_refused_before_writing(tmp_path: Path) -> None:

@@ -133,7 +133,12 @@ def write_bag(out: str | Path, frames: int, fps: float, *, storage: str = "mcap"
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     msgs = _Messages()
     try:
-        with Writer(tmp, version=8, storage_plugin=plugin) as writer:
+        # The bag is written under its final name inside the hidden temporary folder: rosbags names
+        # the storage file after the bag directory and records that name inside the storage too
+        # (MCAP metadata), so a temporary bag name (with the process id) would leak into the bytes.
+        tmp.mkdir(parents=True)
+        bag = tmp / out.name
+        with Writer(bag, version=8, storage_plugin=plugin) as writer:
             cam_topic = COMPRESSED_TOPIC if compressed else CAMERA_TOPIC
             conns = {cam_topic: writer.add_connection(cam_topic, _COMPRESSED if compressed else _IMAGE,
                                                       typestore=msgs.store),
@@ -155,26 +160,13 @@ def write_bag(out: str | Path, frames: int, fps: float, *, storage: str = "mcap"
                 writer.write(conns[INFO_TOPIC], stamp, msgs.info(frame))
                 for topic, (attr, encoding) in GT_TOPICS.items():
                     writer.write(conns[topic], stamp, msgs.image(getattr(frame, attr), encoding, stamp))
-        _rename_storage(tmp, out.name)
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(tmp, out)
+        os.replace(bag, out)
+        tmp.rmdir()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         for path in reversed(created):
             shutil.rmtree(path, ignore_errors=True)
         raise
     return out
-
-
-def _rename_storage(bag: Path, name: str) -> None:
-    """rosbags names the storage file after the (temporary) directory; rename it after the final
-    directory name and follow the rename in metadata.yaml."""
-    meta = bag / "metadata.yaml"
-    text = meta.read_text(encoding="utf-8")
-    for path in sorted(bag.iterdir()):
-        if path.name.startswith(bag.name):
-            new = path.with_name(name + path.name[len(bag.name):])
-            path.rename(new)
-            text = text.replace(path.name, new.name)
-    meta.write_text(text, encoding="utf-8")

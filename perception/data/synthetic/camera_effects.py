@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from perception.data.synthetic import kernels
 from perception.data.synthetic.look import TimeOfDay
 
 if TYPE_CHECKING:
@@ -57,6 +58,14 @@ def _radius2(height: int, width: int) -> np.ndarray:
     return ((xx - width / 2) / (width / 2)) ** 2 * 0.6 + ((yy - height / 2) / (height / 2)) ** 2 * 0.4
 
 
+@lru_cache(maxsize=64)
+def _vignette(height: int, width: int, amount: float) -> np.ndarray:
+    """[H, W] float32 gain of the vignetting (1 at the centre)."""
+    out = (1.0 - np.float32(amount) * _radius2(height, width)).astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
 def bonnet_mask(height: int, width: int, bonnet: tuple[float, float, float] | None) -> np.ndarray | None:
     """[H, W] bool: the ego bonnet, a shallow arch along the bottom edge."""
     if bonnet is None:
@@ -69,8 +78,13 @@ def bonnet_mask(height: int, width: int, bonnet: tuple[float, float, float] | No
     return mask if mask.any() else None
 
 
-def _bonnet(img: np.ndarray, mask: np.ndarray, ctx: Context) -> None:
-    look = ctx.world.look
+@lru_cache(maxsize=16)
+def _bonnet_geometry(height: int, width: int, bonnet: tuple[float, float, float]):
+    """What the bonnet of a world needs every frame: its mask, the first image row it reaches,
+    the mirror maps of the rows below that, and its per-pixel shade and reflectivity."""
+    mask = bonnet_mask(height, width, bonnet)
+    if mask is None:
+        return None
     H, W = mask.shape
     top = np.argmax(mask, axis=0).astype(np.float32)  # first bonnet row per column
     top[~mask.any(axis=0)] = H
@@ -78,15 +92,25 @@ def _bonnet(img: np.ndarray, mask: np.ndarray, ctx: Context) -> None:
     # The bonnet mirrors the scene above its edge, blurred (paint is not a perfect mirror).
     map_y = np.clip(2 * top[None, :] - v - 2, 0, H - 1).astype(np.float32)
     map_x = np.broadcast_to(np.arange(W, dtype=np.float32)[None, :], (H, W)).astype(np.float32)
+    depth_in = np.clip((v - top[None, :]) / max(H * 0.15, 1.0), 0, 1)
+    shade = (1.0 - 0.5 * depth_in)[mask]
+    reflectivity = (bonnet[2] * (1.0 - 0.6 * depth_in))[mask]
+    row0 = int(np.flatnonzero(mask.any(axis=1))[0])
+    for a in (mask, map_x, map_y, shade, reflectivity):
+        a.setflags(write=False)
+    return mask, row0, np.ascontiguousarray(map_x[row0:]), np.ascontiguousarray(map_y[row0:]), shade, reflectivity
+
+
+def _bonnet(img: np.ndarray, geometry: tuple, ctx: Context) -> None:
+    look = ctx.world.look
+    H, W = img.shape[:2]
+    mask, row0, map_x, map_y, shade, reflectivity = geometry
     small = cv2.resize(img, (W // 2, H // 2), interpolation=cv2.INTER_AREA)
     blurred = cv2.resize(cv2.GaussianBlur(small, (0, 0), 1.5), (W, H), interpolation=cv2.INTER_LINEAR)
-    refl = cv2.remap(blurred, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    depth_in = np.clip((v - top[None, :]) / max(H * 0.15, 1.0), 0, 1)
+    # Only the rows the bonnet covers (remap is per pixel).
+    refl = cv2.remap(blurred, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[mask[row0:]]
     base = look.bonnet_rgb.astype(np.float32) * (look.ambient_rgb.mean() * 0.8 + look.sun_rgb.mean() * 0.3)
-    shade = (1.0 - 0.5 * depth_in)[..., None]
-    reflectivity = look.bonnet[2] * (1.0 - 0.6 * depth_in)[..., None]
-    paint = base[None, None] * shade + refl * reflectivity
-    img[mask] = paint[mask]
+    img[mask] = base[None] * shade[:, None] + refl * reflectivity[:, None]
 
 
 def finish(ctx: Context, radiance: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -94,11 +118,13 @@ def finish(ctx: Context, radiance: np.ndarray) -> tuple[np.ndarray, np.ndarray |
     look = ctx.world.look
     rng = ctx.rng
     H, W = ctx.H, ctx.W
-    img = radiance.reshape(H, W, 3) * np.float32(look.exposure * rng.uniform(0.92, 1.08))
-    img *= look.white_balance.astype(np.float32)[None, None]
-    mask = bonnet_mask(H, W, look.bonnet)
-    if mask is not None:
-        _bonnet(img, mask, ctx)
+    img = kernels.scale_rgb(radiance.reshape(H, W, 3), np.float32(look.exposure * rng.uniform(0.92, 1.08)),
+                            look.white_balance.astype(np.float32))
+    geometry = _bonnet_geometry(H, W, look.bonnet) if look.bonnet is not None else None
+    mask = None
+    if geometry is not None:
+        _bonnet(img, geometry, ctx)
+        mask = geometry[0]
     # Bloom: light spilling around bright sources (strong at night).
     if look.time in (TimeOfDay.NIGHT, TimeOfDay.DUSK):
         bright = np.maximum(img - 0.9, 0.0)
@@ -123,10 +149,7 @@ def finish(ctx: Context, radiance: np.ndarray) -> tuple[np.ndarray, np.ndarray |
         mean = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None]
         img = cv2.addWeighted(img, float(look.saturation), np.broadcast_to(mean, img.shape).astype(np.float32),
                               1.0 - float(look.saturation), 0.0)
-    if look.vignette > 0:
-        img *= (1.0 - np.float32(look.vignette) * _radius2(H, W))[..., None]
-    out = _tone_lut(float(look.contrast))[np.clip(img * _TONE_SCALE, 0, _TONE_SIZE - 1).astype(np.int32)]
-    out = out.astype(np.float32)
+    rain = np.zeros((1, 1), np.float32)
     if look.rain > 0:
         layer = np.zeros((H, W), np.float32)
         count = int(look.rain * W * 0.6)
@@ -138,16 +161,17 @@ def finish(ctx: Context, radiance: np.ndarray) -> tuple[np.ndarray, np.ndarray |
             cv2.line(layer, (int(a), int(b)), (int(a + ln * np.cos(an)), int(b + ln * np.sin(an))), 1.0, 1,
                      cv2.LINE_AA)
         layer = cv2.GaussianBlur(layer, (3, 3), 0.7)
-        out += (layer * 60.0 * look.rain)[..., None]
+        rain = np.ascontiguousarray(layer * 60.0 * look.rain, np.float32)
+    # Shot-like noise (stronger in the shadows after the tone curve), colour noise, 8 bits.
+    bank, dy, dx, chroma = _noise_bank(H, W), 0, 0, np.ones(3, np.float32)
     if look.noise_sigma > 0:
-        # Shot-like noise: stronger in the shadows after the tone curve.
-        sigma = np.float32(look.noise_sigma) * (1.3 - out * np.float32(0.6 / 255.0))
-        bank = _noise_bank(H, W)
         dy, dx = int(rng.integers(0, H)), int(rng.integers(0, W))
-        out += bank[dy:dy + H, dx:dx + W] * sigma
         if look.chroma_shift > 0:
-            out *= (1.0 + rng.normal(0, look.chroma_shift, 3)).astype(np.float32)[None, None]
-    image = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+            chroma = (1.0 + rng.normal(0, look.chroma_shift, 3)).astype(np.float32)
+    image = kernels.tone_and_noise(img, _vignette(H, W, float(look.vignette)), look.vignette > 0,
+                                   _tone_lut(float(look.contrast)), np.float32(_TONE_SCALE), rain, look.rain > 0,
+                                   look.noise_sigma > 0, np.float32(look.noise_sigma), bank, dy, dx,
+                                   look.noise_sigma > 0 and look.chroma_shift > 0, chroma)
     if look.jpeg_quality:
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
                                [cv2.IMWRITE_JPEG_QUALITY, int(look.jpeg_quality)])

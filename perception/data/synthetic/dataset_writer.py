@@ -1,6 +1,7 @@
 """Write synthetic frames as an image dataset on disk.
 
-Layout (all PNGs written with OpenCV at compression level 1, "up" filter; ``NNNNNN`` is the frame number)::
+Layout (all PNGs written with OpenCV at compression level 1, "up" filter, run-length strategy but for depth;
+``NNNNNN`` is the frame number)::
 
     DIR/dataset.json              format, size, seed, classes and colours, depth encoding
     DIR/index.jsonl               one JSON object per frame: files, stamp, camera, lane polylines
@@ -46,7 +47,11 @@ FORMAT_NAME = "tadp-synthetic"
 FORMAT_VERSION = 1
 DEPTH_FORMATS = ("png_mm", "npy")
 # Level 1 with the "up" filter: 2x faster than OpenCV's default adaptive filtering, files ~5% larger.
+# Images and label maps add zlib's run-length strategy (no match search): images encode ~30%
+# faster for ~10% larger files, label maps get faster and smaller; depth keeps the default (runs
+# are rare in it). The pixels are the same whatever the encoding.
 _PNG = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
+_PNG_RLE = _PNG + [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 _FOLDERS = ("image", "segmentation", "depth", "drivable", "lane_instances", "corridor")
 
 
@@ -71,19 +76,26 @@ def frame_record(frame: Frame, name: str, depth_format: str) -> dict[str, Any]:
     depth_ext = "png" if depth_format == "png_mm" else "npy"
     files = {key: f"{key}/{name}.png" for key in _FOLDERS}
     files["depth"] = f"depth/{name}.{depth_ext}"
-    meta = dict(frame.meta)
+    meta = _round(dict(frame.meta))
+    # Rounded to 3 decimals already (which _round's 4 would leave as they are): not walked again.
     meta["lane_polylines"] = [np.round(p, 3).tolist() for p in frame.lane_polylines]
-    return {"id": name, "files": files, "meta": _round(meta)}
+    return {"id": name, "files": files, "meta": meta}
 
 
-def _write_png(path: Path, array: np.ndarray) -> None:
-    ok, buf = cv2.imencode(".png", array, _PNG)
+def _index_line(record: dict[str, Any]) -> str:
+    return json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
+
+
+def _write_png(path: Path, array: np.ndarray, params: list[int] = _PNG_RLE) -> None:
+    ok, buf = cv2.imencode(".png", array, params)
     if not ok:
         raise OSError(f"OpenCV could not encode {path.name}")
     path.write_bytes(buf.tobytes())
 
 
-def _render_and_write(job: FrameJob, root: str, depth_format: str) -> dict[str, Any]:
+def _render_and_write(job: FrameJob, root: str, depth_format: str) -> str:
+    """Render one frame, write its files; returns its ``index.jsonl`` line (encoded here, in the
+    worker, so the parent process only writes)."""
     frame = render_job(job)
     name = f"{job.frame_index:06d}"
     base = Path(root)
@@ -93,10 +105,10 @@ def _render_and_write(job: FrameJob, root: str, depth_format: str) -> dict[str, 
     _write_png(base / "lane_instances" / f"{name}.png", frame.lane_instances)
     _write_png(base / "corridor" / f"{name}.png", frame.corridor)
     if depth_format == "png_mm":
-        _write_png(base / "depth" / f"{name}.png", encode_depth_mm(frame.depth))
+        _write_png(base / "depth" / f"{name}.png", encode_depth_mm(frame.depth), _PNG)
     else:
         np.save(base / "depth" / f"{name}.npy", frame.depth)
-    return frame_record(frame, name, depth_format)
+    return _index_line(frame_record(frame, name, depth_format))
 
 
 def prepare_output(out: Path, overwrite: bool, what: str) -> Path:
@@ -184,8 +196,8 @@ def write_dataset(out: str | Path, n: int, *, seed: int = 0, config: SynthConfig
 
             records = tqdm(records, total=len(jobs), desc="synth dataset", unit="frame")
         with open(tmp / "index.jsonl", "w", encoding="utf-8") as index:
-            for rec in records:
-                index.write(json.dumps(rec, sort_keys=True, separators=(",", ":")) + "\n")
+            for line in records:
+                index.write(line)
         info = _dataset_info(config, n, seed, frames_per_world, depth_format)
         if fps is not None:
             info.update(frames_per_world=n, sequence_fps=fps)

@@ -22,6 +22,9 @@ class TimeOfDay(Enum):
 
 def srgb_to_linear(rgb) -> np.ndarray:
     c = np.asarray(rgb, float) / 255.0
+    if c.size <= 4:  # single colours (world building calls this thousands of times): plain floats
+        return np.array([x / 12.92 if x <= 0.04045 else ((x + 0.055) / 1.055) ** 2.4 for x in c.ravel().tolist()],
+                        float).reshape(c.shape)
     return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
 
 

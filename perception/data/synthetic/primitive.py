@@ -13,6 +13,7 @@ from enum import IntEnum
 import numpy as np
 
 from perception.data.classes import class_names
+from perception.data.synthetic import kernels
 
 __all__ = ["Cls", "Material", "Kind", "Prim", "PrimTable", "box", "prism", "ellipsoid", "frame",
            "MAX_PLANES"]
@@ -68,28 +69,32 @@ class Prim:
 def frame(origin: np.ndarray, yaw: float) -> np.ndarray:
     """[4, 4] local -> world for a frame at ``origin`` rotated by ``yaw`` about z."""
     c, s = np.cos(yaw), np.sin(yaw)
-    T = np.eye(4)
-    T[:3, :3] = [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]
-    T[:3, 3] = origin
-    return T
+    x, y, z = np.asarray(origin, float)
+    return np.array([[c, -s, 0.0, x], [s, c, 0.0, y], [0.0, 0.0, 1.0, z], [0.0, 0.0, 0.0, 1.0]])
+
+
+# Box corners in the order (x, y, z) over (lo, hi) x (lo, hi) x (lo, hi), z fastest, as indices
+# into the concatenated (lo, hi).
+_CORNERS = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]) * 3 + np.arange(3)
+_BOX_NORMALS = np.concatenate([np.eye(3), -np.eye(3)])  # (-eye keeps its -0.0 entries)
+_NO_PLANES = np.zeros((0, 4))
 
 
 def _place(planes_l: np.ndarray, verts_l: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    R, o = T[:3, :3], T[:3, 3]
-    n_w = planes_l[:, :3] @ R.T
-    h_w = planes_l[:, 3] + n_w @ o
-    return np.concatenate([n_w, h_w[:, None]], axis=1), verts_l @ R.T + o
+    """Local half-spaces and points to the world through ``T``: ``n_w = n @ R.T``,
+    ``h_w = h + n_w @ o``, ``v @ R.T + o`` (compiled, see ``kernels.place_convex``)."""
+    return kernels.place_convex(planes_l, verts_l, T)
 
 
 def box(T: np.ndarray, lo: tuple[float, float, float], hi: tuple[float, float, float], cls: int,
         material: Material, color, params=(0.0, 0.0, 0.0, 0.0), s: float = 0.0) -> Prim:
     """Axis-aligned box ``lo <= x <= hi`` in the local frame ``T``."""
     lo_a, hi_a = np.asarray(lo, float), np.asarray(hi, float)
-    eye = np.eye(3)
-    planes = np.concatenate([np.concatenate([eye, hi_a[:, None]], 1),
-                             np.concatenate([-eye, -lo_a[:, None]], 1)])
-    corners = np.array([[x, y, z] for x in (lo_a[0], hi_a[0]) for y in (lo_a[1], hi_a[1])
-                        for z in (lo_a[2], hi_a[2])])
+    planes = np.empty((6, 4))
+    planes[:, :3] = _BOX_NORMALS
+    planes[:3, 3] = hi_a
+    planes[3:, 3] = -lo_a
+    corners = np.concatenate((lo_a, hi_a))[_CORNERS]
     pw, vw = _place(planes, corners, T)
     return Prim(Kind.CONVEX, int(cls), material, np.asarray(color, float), pw, vw, T,
                 np.asarray(params, float), float(s))
@@ -129,9 +134,9 @@ def ellipsoid(centre: np.ndarray, radii: tuple[float, float, float], cls: int, m
               color, yaw: float = 0.0, s: float = 0.0) -> Prim:
     T = frame(np.asarray(centre, float), yaw)
     r = np.asarray(radii, float)
-    corners = np.array([[x, y, z] for x in (-r[0], r[0]) for y in (-r[1], r[1]) for z in (-r[2], r[2])])
+    corners = np.concatenate((-r, r))[_CORNERS]
     return Prim(Kind.ELLIPSOID, int(cls), material, np.asarray(color, float), np.zeros((0, 4)),
-                corners @ T[:3, :3].T + T[:3, 3], T, np.array([r[0], r[1], r[2], 0.0]), float(s))
+                _place(_NO_PLANES, corners, T)[1], T, np.array([r[0], r[1], r[2], 0.0]), float(s))
 
 
 @dataclass

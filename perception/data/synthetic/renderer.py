@@ -20,8 +20,9 @@ import numpy as np
 
 from calibration.camera import CameraModel, Mounting
 from perception.data.classes import IGNORE_INDEX
-from perception.data.synthetic import camera_effects, shading
-from perception.data.synthetic.intersect import ray_convex, ray_ellipsoid, screen_rect
+from perception.data.synthetic import camera_effects, kernels, shading
+from perception.data.synthetic.blas import single_threaded_blas
+from perception.data.synthetic.intersect import ray_ellipsoid, screen_rect
 from perception.data.synthetic.primitive import Cls, Kind, PrimTable
 from perception.data.synthetic.world import World
 from perception.errors import ConfigError
@@ -79,7 +80,7 @@ def camera_rays(camera: CameraModel) -> tuple[np.ndarray, tuple[float, float, fl
     """Undistorted z = 1 rays of every pixel ([H * W, 3], row-major) and their x/y extent."""
     v, u = np.mgrid[0:camera.height, 0:camera.width]
     pix = np.stack([u.ravel(), v.ravel()], axis=1).astype(np.float64)
-    rays = camera.pixel_rays(pix).astype(np.float32)
+    rays = _pixel_rays(camera, pix).astype(np.float32)
     if not np.all(np.isfinite(rays)):
         raise ConfigError(f"camera {camera!r} has pixels without a viewing ray (distortion folds over "
                           "inside the image); use a milder distortion")
@@ -87,6 +88,23 @@ def camera_rays(camera: CameraModel) -> tuple[np.ndarray, tuple[float, float, fl
     pad = 0.02
     bounds = (rays[:, 0].min() - pad, rays[:, 0].max() + pad, rays[:, 1].min() - pad, rays[:, 1].max() + pad)
     return rays, bounds
+
+
+def _pixel_rays(camera: CameraModel, pix: np.ndarray) -> np.ndarray:
+    """``camera.pixel_rays(pix)``; for plumb_bob lenses with its Newton refinement compiled
+    (:func:`.kernels.undistort_plumb_bob`, the same operations), the rest as it does."""
+    from calibration import camera as cam_mod
+
+    if not (camera.is_distorted and camera.distortion_model == "plumb_bob" and camera.D.size <= 8):
+        return camera.pixel_rays(pix)
+    uv = np.asarray(pix, np.float64)
+    Kinv = np.linalg.inv(camera.K)
+    xy_d = uv @ Kinv[:2, :2].T + Kinv[:2, 2]
+    xy = np.ascontiguousarray(cam_mod._initial_undistort(xy_d, camera.D, camera.distortion_model))
+    k = np.zeros(8)
+    k[: camera.D.size] = camera.D
+    kernels.undistort_plumb_bob(xy, np.ascontiguousarray(xy_d), k, cam_mod._NEWTON_STEPS, 1e-7)
+    return np.hstack([xy, np.ones((xy.shape[0], 1))])
 
 
 @lru_cache(maxsize=8)
@@ -137,86 +155,34 @@ class Context:
     T_wv: np.ndarray
     rng: np.random.Generator
     pixel_scale: int = 1  # shading grid step in full-resolution pixels
+    # Set when the first grid[0] * grid[1] pixels form the (pixel_scale-step) image grid and the
+    # pixels after them are loose full-resolution pixels (H = 1 then): see _shade_subsampled.
+    grid: tuple[int, int] | None = None
 
 
 def _ground_pass(world: World, dirs_w: np.ndarray, o: np.ndarray) -> Ground:
+    """Ray hits on the road plane, the raised ground beyond the curbs and the curb faces
+    (:func:`.kernels.ground_hits`), with each hit's road coordinates, class and nearest painted
+    lane boundary."""
     road = world.road
     sec = road.section
     gi = np.flatnonzero(dirs_w[:, 2] < -1e-9)
-    dg = dirs_w[gi]
-    dz = dg[:, 2]
     er, el = road.edges_m
-
-    def hit(t: np.ndarray):
-        X = o[0] + t * dg[:, 0]
-        Y = o[1] + t * dg[:, 1]
-        s, d = road.to_road(X, Y)
-        return X, Y, s, d, d / road.scale(s)
-
-    t = -o[2] / dz
-    X, Y, s, d, dn = hit(t)
-    Z = np.zeros_like(t)
-    inside = (dn >= er) & (dn <= el)
-    surface = np.where(inside, SURFACE_ROAD, SURFACE_OFFROAD).astype(np.int8)
-    hc = sec.curb_height_m
-    if hc > 0:
-        t1 = (hc - o[2]) / dz
-        X1, Y1, s1, d1, dn1 = hit(t1)
-        inside1 = (dn1 >= er) & (dn1 <= el)
-        top = ~inside1
-        curb = inside1 & ~inside
-        # Where the ray passes the road edge between the two planes it meets the curb face; the
-        # face is locally planar, so interpolate the crossing along the ray.
-        edge = np.where(dn[curb] > el, el, er)
-        frac = np.clip((edge - dn1[curb]) / (dn[curb] - dn1[curb]), 0.0, 1.0)
-        tc = t1[curb] + frac * (t[curb] - t1[curb])
-        for arr, new in ((t, t1), (X, X1), (Y, Y1), (s, s1), (d, d1), (dn, dn1)):
-            arr[top] = new[top]
-        Z[top] = hc
-        t[curb] = tc
-        X[curb] = o[0] + tc * dg[curb, 0]
-        Y[curb] = o[1] + tc * dg[curb, 1]
-        Z[curb] = o[2] + tc * dz[curb]
-        s[curb], d[curb] = road.to_road(X[curb], Y[curb])
-        dn[curb] = edge
-        surface[curb] = SURFACE_CURB
-        surface[top] = SURFACE_OFFROAD
-    # Classes off the road: sidewalk strip, then the verge.
-    cls = np.full(gi.shape, Cls.ROAD, np.uint8)
-    right = dn < er
-    left = dn > el
-    beyond = np.where(right, er - dn, dn - el)
-    walk = np.where(right, sec.sidewalk_m[0], sec.sidewalk_m[1])
-    verge = np.where(right, sec.verge_class[0], sec.verge_class[1]).astype(np.uint8)
-    off = right | left
-    cls[off] = np.where(beyond[off] <= walk[off], Cls.SIDEWALK, verge[off])
-    cls[surface == SURFACE_CURB] = Cls.SIDEWALK
-    # Nearest painted lane boundary (for paint and lane labels).
     painted = np.array([k for k, m in enumerate(road.markings) if m.painted], dtype=np.int64)
-    line_k = np.full(gi.shape, -1, np.int64)
-    line_u = np.full(gi.shape, np.inf)
-    if painted.size:
-        B = road.boundaries_m[painted]
-        j = np.clip(np.searchsorted(B, dn), 1, max(B.size - 1, 1))
-        lo = np.clip(j - 1, 0, B.size - 1)
-        hi = np.clip(j, 0, B.size - 1)
-        m = road.scale(s)
-        u_lo = d - m * B[lo]
-        u_hi = d - m * B[hi]
-        pick_hi = np.abs(u_hi) < np.abs(u_lo)
-        line_k = painted[np.where(pick_hi, hi, lo)]
-        line_u = np.where(pick_hi, u_hi, u_lo)
-        on_road = surface == SURFACE_ROAD
-        line_k[~on_road] = -1
-        line_u[~on_road] = np.inf
-    return Ground(gi, t, X, Y, Z, s, d, dn, surface, cls, line_k, line_u)
+    fields = kernels.ground_hits(
+        gi, dirs_w, np.ascontiguousarray(o, np.float64), road.x_grid, road.y_grid, road.slope_grid, road.s_grid,
+        float(road.width_mod_amp), float(road.width_mod_period_m), float(road.width_mod_phase), er, el,
+        float(sec.curb_height_m), float(sec.sidewalk_m[0]), float(sec.sidewalk_m[1]), int(sec.verge_class[0]),
+        int(sec.verge_class[1]), painted, np.ascontiguousarray(road.boundaries_m[painted], np.float64),
+        int(Cls.ROAD), int(Cls.SIDEWALK))
+    return Ground(gi, *fields)
 
 
 def _frame_prims(world: World, t_s: float, ego_s: float) -> PrimTable:
     lo, hi = ego_s - 40.0, ego_s + world.config.view_range_m
     st = world.statics
     a, b = np.searchsorted(st.s, [lo, hi])
-    table = PrimTable.concat([st.take(np.arange(a, b)), world.fleet.at(world.road, t_s, lo - 10.0, hi)])
+    table = PrimTable.concat([st.take(slice(a, b)), world.fleet.at(world.road, t_s, lo - 10.0, hi)])
     # Level of detail: small parts (wheels, roofs, arms, signs) only where they cover pixels.
     extent = np.ptp(table.verts, axis=1).max(axis=1)
     far = np.abs(table.s - ego_s)
@@ -321,89 +287,40 @@ def _object_pass(ctx: Context, camera: CameraModel, bounds) -> None:
     face2 = ctx.face.reshape(H, W)
     rays2 = ctx.rays.reshape(H, W, 3)
     for i in big:
-        u0, u1, v0, v1 = rects[i]
+        u0, u1, v0, v1 = (int(x) for x in rects[i])
         zsub = depth2[v0:v1, u0:u1]
         if zsub.max() <= zmin[i]:
             continue  # wholly hidden behind what is already there
-        sub = rays2[v0:v1, u0:u1].reshape(-1, 3)
         if table.kind[i] == Kind.CONVEX:
-            t, f = ray_convex(sub, ctx.planes_c32[i, : table.nplanes[i]])
-        else:
-            centre_c, M_c = _ellipsoid_cam(table, i, ctx.R_wc, ctx.origin_w)
-            t, _ = ray_ellipsoid(sub, centre_c, M_c)
-            f = np.zeros(t.shape, np.int64)
+            kernels.convex_rect(rays2, ctx.planes_c32[i, : table.nplanes[i]], v0, v1, u0, u1, depth2, prim2, face2, i)
+            continue
+        sub = rays2[v0:v1, u0:u1].reshape(-1, 3)
+        centre_c, M_c = _ellipsoid_cam(table, i, ctx.R_wc, ctx.origin_w)
+        t, _ = ray_ellipsoid(sub, centre_c, M_c)
         t = t.reshape(zsub.shape)
         win = t < zsub
         if win.any():
             zsub[win] = t[win]
             prim2[v0:v1, u0:u1][win] = i
-            face2[v0:v1, u0:u1][win] = f.reshape(zsub.shape)[win]
+            face2[v0:v1, u0:u1][win] = 0
     if small.size:
         _batched(ctx, small, rects[small])
 
 
 def _batched(ctx: Context, ids: np.ndarray, rects: np.ndarray) -> None:
-    """Intersect many small primitives at once: one (pixel, primitive) pair per rectangle pixel."""
-    table, W = ctx.table, ctx.W
-    w = rects[:, 1] - rects[:, 0]
-    h = rects[:, 3] - rects[:, 2]
-    area = w * h
-    w32, area32 = w.astype(np.int32), area.astype(np.int32)
-    owner = np.repeat(np.arange(ids.size, dtype=np.int32), area32)
-    k = np.arange(owner.size, dtype=np.int32) - np.repeat(np.cumsum(area32) - area32, area32)
-    wo = w32[owner]
-    pix = (rects[:, 2].astype(np.int32)[owner] + k // wo) * W + rects[:, 0].astype(np.int32)[owner] + k % wo
-    prim = ids[owner]
-    rays = ctx.rays[pix]
-    t = np.full(pix.size, np.inf, np.float32)
-    face = np.zeros(pix.size, np.int8)
-    convex = table.kind[prim] == Kind.CONVEX
-    ci = np.flatnonzero(convex)
-    if ci.size:
-        r = rays[ci]
-        pc = ctx.planes_c32[prim[ci]]  # [A, MAX_PLANES, 4]
-        # Rays have z = 1, so n . r = n_x x + n_y y + n_z.
-        denom = pc[..., 0] * r[:, 0:1] + pc[..., 1] * r[:, 1:2] + pc[..., 2]
-        hh = pc[..., 3]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            tk = hh / denom
-        enter = np.where(denom < 0, tk, -np.inf)
-        leave = np.where(denom > 0, tk, np.inf)
-        f = enter.argmax(axis=1)
-        t_in = np.take_along_axis(enter, f[:, None], axis=1)[:, 0]
-        # (A ray exactly parallel to a face it starts outside of is ignored: measure zero.)
-        hit = (t_in <= leave.min(axis=1)) & (t_in > _Z_NEAR)
-        t[ci] = np.where(hit, t_in, np.inf)
-        face[ci] = f
-    ei = np.flatnonzero(~convex)
-    if ei.size:
-        # Per ellipsoid, the ray quadratic a t^2 - 2 b t + c = 0 has coefficients that are
-        # polynomials in the ray's (x, y) (z = 1): precompute them per primitive, gather per pair.
-        uniq = np.unique(prim[ei])
-        coef = np.zeros((len(table), 10))
-        for i in uniq:
-            c, M = _ellipsoid_cam(table, i, ctx.R_wc, ctx.origin_w)
-            Mc = M @ c
-            coef[i] = (M[0, 0], M[1, 1], M[2, 2], 2 * M[0, 1], 2 * M[0, 2], 2 * M[1, 2],
-                       Mc[0], Mc[1], Mc[2], c @ Mc - 1.0)
-        k = coef[prim[ei]]
-        x, y = rays[ei, 0].astype(np.float64), rays[ei, 1].astype(np.float64)
-        a = k[:, 0] * x * x + k[:, 1] * y * y + k[:, 2] + k[:, 3] * x * y + k[:, 4] * x + k[:, 5] * y
-        b = k[:, 6] * x + k[:, 7] * y + k[:, 8]
-        disc = b * b - a * k[:, 9]
-        ok = disc >= 0
-        te = np.where(ok, (b - np.sqrt(np.where(ok, disc, 0.0))) / a, np.inf)
-        t[ei] = np.where(te > _Z_NEAR, te, np.inf)
-    # Keep the nearest hit per pixel, then z-test against the buffer.
-    hits = np.flatnonzero(t < ctx.depth[pix])
-    t, pix, prim, face = t[hits], pix[hits], prim[hits], face[hits]
-    order = np.lexsort((t, pix))
-    first = np.ones(order.size, bool)
-    first[1:] = pix[order][1:] != pix[order][:-1]
-    best = order[first]
-    ctx.depth[pix[best]] = t[best]
-    ctx.prim[pix[best]] = prim[best]
-    ctx.face[pix[best]] = face[best]
+    """Intersect many small primitives: every pixel of each one's rectangle, z-buffered in
+    primitive order (:func:`.kernels.batched_hits`)."""
+    table = ctx.table
+    coef = np.zeros((len(table), 10))
+    # Per ellipsoid, the ray quadratic a t^2 - 2 b t + c = 0 has coefficients that are
+    # polynomials in the ray's (x, y) (z = 1): precompute them per primitive (what
+    # _ellipsoid_cam gives, see kernels.ellipsoid_coefs).
+    ell = ids[table.kind[ids] != Kind.CONVEX]
+    if ell.size:
+        kernels.ellipsoid_coefs(ell.astype(np.int64), table.frame, table.params, np.ascontiguousarray(ctx.R_wc),
+                                np.ascontiguousarray(ctx.origin_w, np.float64), coef)
+    kernels.batched_hits(ids.astype(np.int64), np.ascontiguousarray(rects, np.int64), table.kind, ctx.planes_c32,
+                         coef, ctx.rays, ctx.W, ctx.depth, ctx.prim, ctx.face)
 
 
 def _ellipsoid_cam(table: PrimTable, i: int, R_wc: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -470,6 +387,14 @@ def _first_obstacle_s(world: World, t_s: float, ego_s: float) -> float:
     return float(rear[ahead].min()) if ahead.any() else np.inf
 
 
+_GROUND_FIELDS = ("t", "X", "Y", "Z", "s", "d", "dn", "surface", "cls", "line_k", "line_u")
+
+
+def _sub_ground(g: Ground, sel: np.ndarray, index: np.ndarray) -> Ground:
+    """The ground hits ``sel`` (positions into ``g``), renumbered to pixels ``index``."""
+    return Ground(index, *(getattr(g, f)[sel] for f in _GROUND_FIELDS))
+
+
 def _subsample(ctx: Context, step: int) -> tuple[Context, np.ndarray]:
     """The context restricted to every ``step``-th pixel in both directions (pixel (i, j) of the
     grid is full-resolution pixel (step i, step j)), and those pixels' flat indices."""
@@ -477,22 +402,39 @@ def _subsample(ctx: Context, step: int) -> tuple[Context, np.ndarray]:
     rows = np.arange(H2) * step
     cols = np.arange(W2) * step
     keep = (rows[:, None] * ctx.W + cols[None, :]).ravel()
-    sub_of = np.full(ctx.H * ctx.W, -1, np.int64)
-    sub_of[keep] = np.arange(keep.size)
-    g = ctx.ground
-    gi = np.flatnonzero(sub_of[g.index] >= 0)
-    ground = Ground(sub_of[g.index[gi]], *(getattr(g, f)[gi] for f in
-                                          ("t", "X", "Y", "Z", "s", "d", "dn", "surface", "cls", "line_k", "line_u")))
-    sub = Context(ctx.world, ctx.t_s, H2, W2, ctx.rays[keep], ctx.ray_len[keep], ctx.dirs_w[keep], ctx.R_wc,
-                  ctx.origin_w, ctx.depth[keep], ctx.prim[keep], ctx.face[keep], ground, ctx.table, ctx.planes_c,
+    gi, index = kernels.grid_select(ctx.ground.index, ctx.W, step, W2)
+    ground = _sub_ground(ctx.ground, gi, index)
+
+    def grid(a: np.ndarray) -> np.ndarray:  # the grid pixels of a per-pixel array (a strided copy)
+        return np.ascontiguousarray(a.reshape(ctx.H, ctx.W, -1)[::step, ::step]).reshape((-1,) + a.shape[1:])
+
+    sub = Context(ctx.world, ctx.t_s, H2, W2, grid(ctx.rays), grid(ctx.ray_len), grid(ctx.dirs_w), ctx.R_wc,
+                  ctx.origin_w, grid(ctx.depth), grid(ctx.prim), grid(ctx.face), ground, ctx.table, ctx.planes_c,
                   ctx.planes_c32, ctx.vehicle_pose, ctx.ego_s, ctx.T_wv, ctx.rng, pixel_scale=step)
     return sub, keep
+
+
+def _with_loose_pixels(sub: Context, ctx: Context, pix: np.ndarray) -> Context:
+    """``sub`` (an image grid) followed by the full-resolution pixels ``pix`` (sorted) of ``ctx``,
+    as one context (``grid`` set), so both are shaded in one pass."""
+    n = sub.H * sub.W
+    hit, pos = kernels.sorted_intersect(ctx.ground.index, pix)
+    loose = _sub_ground(ctx.ground, hit, n + pos)
+    ground = Ground(*(np.concatenate([getattr(sub.ground, f), getattr(loose, f)]) for f in ("index",) + _GROUND_FIELDS))
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(sub, name), getattr(ctx, name)[pix]])
+
+    return Context(ctx.world, ctx.t_s, 1, n + pix.size, cat("rays"), cat("ray_len"), cat("dirs_w"), ctx.R_wc,
+                   ctx.origin_w, cat("depth"), cat("prim"), cat("face"), ground, ctx.table, ctx.planes_c,
+                   ctx.planes_c32, ctx.vehicle_pose, ctx.ego_s, ctx.T_wv, ctx.rng, pixel_scale=sub.pixel_scale,
+                   grid=(sub.H, sub.W))
 
 
 def _surface_key(ctx: Context) -> np.ndarray:
     """[N] int: what surface a pixel shows (primitive id, ground class, or sky), for edge-aware
     upsampling: shading is never blended across two different surfaces."""
-    key = ctx.prim.astype(np.int64).copy()  # >= 0 primitives, -2 sky
+    key = ctx.prim.astype(np.int64)  # >= 0 primitives, -2 sky
     g = ctx.ground
     on = ctx.prim[g.index] == -1
     key[g.index[on]] = -10 - g.cls[on].astype(np.int64) - 100 * g.surface[on].astype(np.int64)
@@ -502,35 +444,20 @@ def _surface_key(ctx: Context) -> np.ndarray:
 def _shade_subsampled(ctx: Context, step: int) -> np.ndarray:
     """Shade every second pixel and upsample edge-aware: a full-resolution pixel blends the
     neighbouring shaded samples that show the same surface (bilinear weights), so silhouettes stay
-    exactly where the labels put them. Geometry and labels are unaffected (full resolution)."""
+    exactly where the labels put them. Geometry and labels are unaffected (full resolution).
+
+    Pixels no neighbouring sample shares a surface with (slivers thinner than the grid) and road
+    paint (which would break up into dots at half resolution) are shaded exactly instead, in the
+    same shading pass as the grid (shading is per pixel but for the image-space sky and wet-road
+    mirror, which only the grid gets)."""
     assert step == 2, step  # SynthConfig allows 1 or 2
     sub, keep = _subsample(ctx, step)
     H, W, H2, W2 = ctx.H, ctx.W, sub.H, sub.W
     shadow_small = shading.ground_shadows(sub)
-    small = np.pad(shading.shade(sub, shadow=shadow_small).reshape(H2, W2, 3), ((0, 1), (0, 1), (0, 0)),
-                   mode="edge")
     key = _surface_key(ctx)
     ks = np.pad(key[keep].reshape(H2, W2), ((0, 1), (0, 1)), mode="edge")
-    key2 = np.pad(key.reshape(H, W), ((0, 2 * H2 - H), (0, 2 * W2 - W)), mode="edge")
-    # The four samples around each 2x2 block: A (i, j), B (i, j+1), C (i+1, j), D (i+1, j+1).
-    S = (small[:-1, :-1], small[:-1, 1:], small[1:, :-1], small[1:, 1:])
-    Ks = (ks[:-1, :-1], ks[:-1, 1:], ks[1:, :-1], ks[1:, 1:])
-    out = np.empty((2 * H2, 2 * W2, 3), np.float32)
-    lonely = np.zeros((2 * H2, 2 * W2), bool)
-    for dy, dx, members in ((0, 0, (0,)), (0, 1, (0, 1)), (1, 0, (0, 2)), (1, 1, (0, 1, 2, 3))):
-        target = key2[dy::2, dx::2]
-        acc = np.zeros((H2, W2, 3), np.float32)
-        wsum = np.zeros((H2, W2), np.float32)
-        for m in members:
-            w = (Ks[m] == target).astype(np.float32)
-            acc += S[m] * w[..., None]
-            wsum += w
-        out[dy::2, dx::2] = acc / np.maximum(wsum, 1.0)[..., None]
-        lonely[dy::2, dx::2] = wsum == 0
-    out = out[:H, :W].reshape(-1, 3)
-    # Shade exactly: pixels no neighbouring sample shares a surface with (slivers thinner than the
-    # grid), and road paint, which would break up into dots at half resolution.
-    exact = lonely[:H, :W].ravel()
+    key2 = key.reshape(H, W)
+    exact = kernels.lonely2(ks, key2, H, W).ravel()
     g = ctx.ground
     fp = g.t / ctx.world.camera.fx
     half = np.array([m.half_extent_m for m in ctx.world.road.markings] + [0.0])
@@ -538,24 +465,19 @@ def _shade_subsampled(ctx: Context, step: int) -> np.ndarray:
     exact[g.index[near_paint]] = True
     exact &= ctx.prim >= -1  # never the sky
     pix = np.flatnonzero(exact)
+    n = H2 * W2
     if pix.size:
-        shadow_full = np.repeat(np.repeat(shadow_small.reshape(H2, W2), 2, 0), 2, 1)[:H, :W].ravel()
-        out[pix] = _shade_pixels(ctx, pix, shadow_full[pix])
+        shadow_full = shadow_small.reshape(H2, W2)[pix // W // step, pix % W // step]
+        both = _with_loose_pixels(sub, ctx, pix)
+        radiance = shading.shade(both, shadow=np.concatenate([shadow_small, shadow_full]))
+    else:
+        radiance = shading.shade(sub, shadow=shadow_small)
+    small = np.pad(radiance[:n].reshape(H2, W2, 3), ((0, 1), (0, 1), (0, 0)), mode="edge")
+    # Each full-resolution pixel blends the (up to four) samples around it that show its surface.
+    out, _ = kernels.upsample2(small, ks, key2, H, W)
+    out = out.reshape(-1, 3)
+    out[pix] = radiance[n:]
     return out
-
-
-def _shade_pixels(ctx: Context, pix: np.ndarray, shadow: np.ndarray) -> np.ndarray:
-    """Shade an arbitrary set of pixels (as a 1-row image); the grid-free fallback."""
-    sub_of = np.full(ctx.H * ctx.W, -1, np.int64)
-    sub_of[pix] = np.arange(pix.size)
-    g = ctx.ground
-    gi = np.flatnonzero(sub_of[g.index] >= 0)
-    ground = Ground(sub_of[g.index[gi]], *(getattr(g, f)[gi] for f in
-                                          ("t", "X", "Y", "Z", "s", "d", "dn", "surface", "cls", "line_k", "line_u")))
-    one = Context(ctx.world, ctx.t_s, 1, pix.size, ctx.rays[pix], ctx.ray_len[pix], ctx.dirs_w[pix], ctx.R_wc,
-                  ctx.origin_w, ctx.depth[pix], ctx.prim[pix], ctx.face[pix], ground, ctx.table, ctx.planes_c,
-                  ctx.planes_c32, ctx.vehicle_pose, ctx.ego_s, ctx.T_wv, ctx.rng, pixel_scale=1)
-    return shading.shade(one, image_space=False, shadow=shadow)
 
 
 def render(world: World, t_s: float = 0.0, *, frame_seed: int = 0, stamp_ns: int = 0) -> Frame:
@@ -564,6 +486,11 @@ def render(world: World, t_s: float = 0.0, *, frame_seed: int = 0, stamp_ns: int
     ``frame_seed`` drives the per-frame randomness (sensor noise, rain streaks); the same world,
     time and seed always give the same frame, byte for byte.
     """
+    with single_threaded_blas():
+        return _render(world, t_s, frame_seed, stamp_ns)
+
+
+def _render(world: World, t_s: float, frame_seed: int, stamp_ns: int) -> Frame:
     camera, mounting, cfg = world.camera, world.mounting, world.config
     H, W = camera.height, camera.width
     rays, bounds = camera_rays(camera)

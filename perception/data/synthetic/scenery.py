@@ -5,12 +5,13 @@ their sides follow the road heading at their position.
 """
 from __future__ import annotations
 
+import bisect
+import math
 from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
 
-from perception.data.synthetic.look import srgb_to_linear
 from perception.data.synthetic.primitive import Cls, Material, Prim, box, ellipsoid, frame, prism
 from perception.data.synthetic.road import Road
 
@@ -39,20 +40,72 @@ _FOLIAGE = np.array([[60, 85, 35], [45, 70, 30], [80, 100, 45], [95, 105, 50], [
 _FOLIAGE_P = np.array([20, 20, 15, 10, 15, 4, 2], float)
 
 
+_FOLIAGE_CDF = (_FOLIAGE_P / _FOLIAGE_P.sum()).cumsum()
+_FOLIAGE_CDF = (_FOLIAGE_CDF / _FOLIAGE_CDF[-1]).tolist()
+
+
 def _lin(rgb, rng: np.random.Generator, jitter: float = 6.0) -> np.ndarray:
-    return srgb_to_linear(np.clip(np.asarray(rgb, float) + rng.normal(0, jitter, 3), 0, 255))
+    """A jittered sRGB colour in linear RGB: ``srgb_to_linear(clip(rgb + N(0, jitter), 0, 255))``
+    in Python floats (called thousands of times per world; the same operations)."""
+    noise = rng.normal(0, jitter, 3).tolist()
+    out = []
+    for v, e in zip(np.asarray(rgb, float).tolist(), noise, strict=True):
+        c = min(max(v + e, 0.0), 255.0) / 255.0
+        out.append(c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4)
+    return np.array(out)
+
+
+def _foliage_index(rng: np.random.Generator) -> int:
+    """``rng.choice(len(_FOLIAGE), p=_FOLIAGE_P / _FOLIAGE_P.sum())``: the same draw (one uniform
+    against the normalised cumulative weights), without choice()'s per-call checks."""
+    return bisect.bisect_right(_FOLIAGE_CDF, rng.random())
+
+
+def _interp1(x: float, xp: list[float], fp: list[float]) -> float:
+    """``np.interp`` at one point, bit for bit (the same bracket and formula, in Python floats)."""
+    if x != x:
+        return x
+    n = len(xp)
+    if x < xp[0]:
+        return fp[0]
+    if x >= xp[-1]:
+        return fp[-1]
+    j = bisect.bisect_right(xp, x) - 1  # xp[j] <= x < xp[j + 1]
+    if xp[j] == x:
+        return fp[j]
+    slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
+    r = slope * (x - xp[j]) + fp[j]
+    if r != r:
+        r = slope * (x - xp[j + 1]) + fp[j + 1]
+        if r != r and fp[j] == fp[j + 1]:
+            r = fp[j]
+    return r if j < n - 1 else fp[-1]
 
 
 class _Placer:
-    """Road-aligned frames at ``(s, d)``."""
+    """Road-aligned frames at ``(s, d)``: ``Road.scale`` and ``Road.to_world`` for one point, in
+    Python floats (thousands of calls per world; the same operations as the array versions)."""
 
     def __init__(self, road: Road) -> None:
         self.road = road
+        self._s = road.s_grid.tolist()
+        self._x = road.x_grid.tolist()
+        self._y = road.y_grid.tolist()
+        self._slope = road.slope_grid.tolist()
 
     def frame(self, s: float, d: float, z: float = 0.0, yaw_extra: float = 0.0) -> np.ndarray:
-        m = self.road.scale(np.array([s]))[0]
-        X, Y, heading = self.road.to_world(np.array([s]), np.array([d * m]))
-        return frame(np.array([X[0], Y[0], z]), float(heading[0]) + yaw_extra)
+        road = self.road
+        s = float(s)
+        if road.width_mod_amp == 0.0:
+            m = 1.0
+        else:
+            m = 1.0 + road.width_mod_amp * np.sin(2 * np.pi * s / road.width_mod_period_m + road.width_mod_phase)
+        dm = d * m
+        X = _interp1(s, self._s, self._x)
+        f = _interp1(X, self._x, self._y)
+        slope = _interp1(X, self._x, self._slope)
+        Y = f + dm * math.sqrt(1.0 + slope * slope)
+        return frame(np.array([X, Y, z]), float(np.arctan(slope)) + yaw_extra)
 
 
 def _tree(rng, place: _Placer, s: float, d: float, scale: float = 1.0, blobs: int = 0) -> list[Prim]:
@@ -63,7 +116,7 @@ def _tree(rng, place: _Placer, s: float, d: float, scale: float = 1.0, blobs: in
     trunk_h = height * rng.uniform(0.2, 0.35)
     trunk_r = 0.08 + 0.015 * height
     bark = _lin((75, 68, 60), rng, 8)
-    foliage = _FOLIAGE[rng.choice(len(_FOLIAGE), p=_FOLIAGE_P / _FOLIAGE_P.sum())]
+    foliage = _FOLIAGE[_foliage_index(rng)]
     crown_r = (height - trunk_h) * rng.uniform(0.32, 0.45)
     prims = [box(T, (-trunk_r, -trunk_r, 0.0), (trunk_r, trunk_r, trunk_h + crown_r), Cls.VEGETATION,
                  Material.PLAIN, bark, s=s)]

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from perception.data.synthetic.blas import set_blas_threads, single_threaded_blas
 from perception.data.synthetic.config import SynthConfig
 from perception.data.synthetic.renderer import Frame, render
 from perception.data.synthetic.world import World, generate_world
@@ -58,8 +59,9 @@ def _world(seed: int, world_index: int, duration_s: float, speed_mps: float | No
 
 
 def render_job(job: FrameJob) -> Frame:
-    world = _world(job.seed, job.world_index, job.duration_s, job.speed_mps, job.config)
-    return render(world, job.t_s, frame_seed=job.frame_index, stamp_ns=job.stamp_ns)
+    with single_threaded_blas():
+        world = _world(job.seed, job.world_index, job.duration_s, job.speed_mps, job.config)
+        return render(world, job.t_s, frame_seed=job.frame_index, stamp_ns=job.stamp_ns)
 
 
 def sequence_jobs(seed: int, frames: int, fps: float, config: SynthConfig, speed_mps: float | None = None,
@@ -104,10 +106,12 @@ def default_workers() -> int:
     return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8))
 
 
-def _init_worker() -> None:
+def _init_worker(blas: bool = True) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would only contend
+    if blas:
+        set_blas_threads(1)  # the same for NumPy's BLAS (render() does it for its own duration anyway)
 
 
 def iter_frames(jobs: Sequence[FrameJob], workers: int = 1,
@@ -117,10 +121,13 @@ def iter_frames(jobs: Sequence[FrameJob], workers: int = 1,
     Jobs of one world are kept together per worker so each worker builds each world once.
     """
     if workers <= 1 or len(jobs) < 2:
-        _init_worker()
+        _init_worker(blas=False)
         for job in jobs:
             yield fn(job)
         return
+    from perception.data.synthetic import kernels
+
+    kernels.warm_up()  # compile or load the compiled kernels once, here, before forking workers
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     # Chunks follow world boundaries where possible: a worker renders whole short drives.
     chunk = max(1, min(16, len(jobs) // (4 * workers) or 1))

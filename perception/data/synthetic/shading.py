@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from perception.data.synthetic import texture
+from perception.data.synthetic import kernels, texture
 from perception.data.synthetic.look import TimeOfDay, srgb_to_linear
 from perception.data.synthetic.primitive import Kind, Material
-from perception.data.synthetic.road import LineStyle
 
 if TYPE_CHECKING:
     from perception.data.synthetic.renderer import Context
@@ -22,6 +21,10 @@ __all__ = ["shade", "sky_radiance", "ground_shadows"]
 _RED = srgb_to_linear((200, 20, 15)).astype(np.float32)
 _WHITE_LIGHT = np.array([1.0, 0.95, 0.85], np.float32)
 _SODIUM = np.array([1.0, 0.75, 0.45], np.float32)
+_DIRT = srgb_to_linear((120, 105, 80)).astype(np.float32)
+# Materials that paint details from local (texture) coordinates, as a lookup by material id.
+_DETAILED = np.zeros(max(Material) + 1, bool)
+_DETAILED[[Material.FACADE, Material.BODY, Material.SIGN, Material.SIGNAL]] = True
 
 
 def sky_radiance(look, dirs: np.ndarray, origin: np.ndarray, clouds: bool = True) -> np.ndarray:
@@ -64,97 +67,52 @@ def _ground_albedo(ctx: Context, albedo: np.ndarray, spec: np.ndarray, rough: np
     X, Y = g.X[vis].astype(np.float32), g.Y[vis].astype(np.float32)
     s, d, t = g.s[vis].astype(np.float32), g.d[vis].astype(np.float32), g.t[vis].astype(np.float32)
     surface, cls = g.surface[vis], g.cls[vis]
-    fx, fy = world.camera.fx / ctx.pixel_scale, world.camera.fy / ctx.pixel_scale
-    fp = t / fx  # metres per (shading) pixel across
     cam_h = max(ctx.origin_w[2], 0.3)
-    fp_long = np.maximum(t * t / (fy * cam_h), fp)
+
+    def footprints(t: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+        fx, fy = world.camera.fx / scale, world.camera.fy / scale
+        fp = t / fx  # metres per (shading) pixel across
+        return fp, np.maximum(t * t / (fy * cam_h), fp)
+
+    if ctx.grid is None:
+        fp, fp_long = footprints(t, ctx.pixel_scale)
+    else:  # grid pixels at the grid's scale, then loose full-resolution pixels
+        loose = idx >= ctx.grid[0] * ctx.grid[1]
+        (fp_g, fl_g), (fp_l, fl_l) = footprints(t[~loose], ctx.pixel_scale), footprints(t[loose], 1)
+        fp, fp_long = np.empty(t.shape, fp_g.dtype), np.empty(t.shape, fl_g.dtype)
+        fp[~loose], fp[loose], fp_long[~loose], fp_long[loose] = fp_g, fp_l, fl_g, fl_l
     seed = look.texture_seed
     lo = texture.sample_octaves(X, Y, (0.5,), (1.0,), seed=seed)
     hi = texture.sample_octaves(X, Y, (12.0,), (1.0,), footprint=fp, seed=seed + 3)
-    out = np.empty((idx.size, 3), np.float32)
-
-    # Asphalt, with patches, cracks and tyre tracks.
-    road_m = surface == 0
-    a = look.asphalt_rgb.astype(np.float32)
-    var = 1.0 + look.asphalt_var * lo + 0.07 * hi
-    if look.crack_amount > 0.05:
-        crack = texture.sample(texture.crack_tile(seed), X * 18.0, Y * 18.0) * np.clip(1.5 - fp * 12, 0, 1)
-        var *= 1.0 - 0.5 * look.crack_amount * crack
-    B = road.boundaries_m
-    ri = np.flatnonzero(road_m)
-    dn_r = g.dn[vis][ri]
-    lane = np.clip(np.searchsorted(B, dn_r, side="right") - 1, 0, road.n_lanes - 1)
-    centre = 0.5 * (B[lane] + B[lane + 1]) * g.d[vis][ri] / np.where(dn_r != 0, dn_r, 1.0)
-    off = np.abs(d[ri] - centre.astype(np.float32)) - np.float32(0.8)
-    var[ri] *= 1.0 - np.float32(look.track_amount * 0.5) * np.exp(-(off / np.float32(0.35)) ** 2)
-    out[:] = a[None] * var[:, None]
-
-    # Paint.
-    k = g.line_k[vis]
-    u = g.line_u[vis]
-    # Only pixels close to a painted line can show paint.
-    has = road_m & (k >= 0) & (np.abs(u) < 0.5 + 2.0 * fp)
-    if has.any():
-        cov = np.zeros(idx.size, np.float32)
-        col = np.zeros((idx.size, 3), np.float32)
-        for kk in np.unique(k[has]):
-            m = road.markings[kk]
-            sel = has & (k == kk)
-            uu, ss = u[sel], s[sel]
-            fps, fpl = fp[sel], fp_long[sel]
-            period = m.dash_m + m.gap_m
-            ph = np.mod(ss + m.phase_m, period)
-            dash = np.clip((0.5 * m.dash_m - np.abs(ph - 0.5 * m.dash_m)) / fpl + 0.5, 0, 1)
-
-            def stroke(c0: float, dashed: bool, uu=uu, fps=fps, dash=dash, m=m) -> np.ndarray:
-                lat = np.clip((0.5 * m.width_m - np.abs(uu - c0)) / fps + 0.5, 0, 1)
-                return lat * dash if dashed else lat
-
-            off2 = 0.5 * (m.spacing_m + m.width_m)
-            if m.style is LineStyle.SOLID:
-                c = stroke(0.0, False)
-            elif m.style is LineStyle.DASHED:
-                c = stroke(0.0, True)
-            elif m.style is LineStyle.DOUBLE:
-                c = np.maximum(stroke(-off2, False), stroke(off2, False))
-            else:
-                c = np.maximum(stroke(-off2, False), stroke(off2, True))
-            if m.wear > 0:
-                c = c * np.clip(1.0 - m.wear * (0.6 + 0.8 * hi[sel]), 0.0, 1.0)
-            cov[sel] = c
-            col[sel] = np.asarray(m.color_rgb, np.float32)
-        out[has] = out[has] * (1 - cov[has, None]) + col[has] * cov[has, None]
-
-    # Sidewalk slabs, curbs and verges.
-    walk = (cls == 1) & (surface != 1)
-    if walk.any():
-        sw = look.sidewalk_rgb.astype(np.float32)
-        js, jd = np.mod(s[walk], 1.6), np.mod(d[walk], 1.6)
-        joint = np.minimum(np.minimum(js, 1.6 - js), np.minimum(jd, 1.6 - jd))
-        line = np.clip((0.03 - joint) / np.maximum(fp[walk], 1e-3) + 0.5, 0, 1) * np.clip(1.5 - fp[walk] * 20, 0, 1)
-        out[walk] = sw[None] * ((1.0 + 0.08 * lo[walk] + 0.05 * hi[walk]) * (1 - 0.35 * line))[:, None]
-    curb = surface == 1
-    if curb.any():
-        out[curb] = look.curb_rgb.astype(np.float32)[None] * (1.0 + 0.05 * hi[curb])[:, None]
-    verge = (cls == 6) & (surface != 1)
-    if verge.any():
-        gr = look.grass_rgb.astype(np.float32)
-        dirt = srgb_to_linear((120, 105, 80)).astype(np.float32)
-        mix = np.clip(-0.9 * lo[verge] - 0.9, 0, 0.7)[:, None]
-        base = gr[None] * (1 - mix) + dirt[None] * mix
-        # A gravel/dirt strip along the road edge.
-        er, el = road.edges_m
-        dn = g.dn[vis][verge]
-        near_edge = 0.7 * np.clip(1.0 - np.minimum(np.abs(dn - er), np.abs(dn - el)) / 0.4, 0, 1)[:, None]
-        base = base * (1 - near_edge) + dirt[None] * near_edge
-        out[verge] = base * (1.0 + look.grass_var * lo[verge] + 0.25 * hi[verge])[:, None]
-
+    use_crack = look.crack_amount > 0.05
+    crack = (texture.sample(texture.crack_tile(seed), X * 18.0, Y * 18.0) * np.clip(1.5 - fp * 12, 0, 1)
+             if use_crack else lo)
+    # Tyre tracks in the lane centres: exp(-(off / 0.35)^2) on the road, NumPy's float32 exp.
+    ri = np.flatnonzero(surface == 0)
+    dn, d64 = g.dn[vis], g.d[vis]
+    tracks = np.exp(kernels.track_exponent(ri, dn, d64, d, road.boundaries_m, road.n_lanes))
+    # Asphalt (patches, cracks, tracks), paint, sidewalk slabs, curbs, verges, wetness.
+    m_style, m_num, m_color = _marking_table(road)
+    out, refl = kernels.ground_albedo(
+        surface, cls, s, d, dn, fp, fp_long, lo, hi, crack, use_crack, tracks, g.line_k[vis], g.line_u[vis],
+        look.asphalt_rgb.astype(np.float32), np.float32(look.asphalt_var), np.float32(0.5 * look.crack_amount),
+        np.float32(look.track_amount * 0.5), m_style, m_num, m_color, look.sidewalk_rgb.astype(np.float32),
+        look.curb_rgb.astype(np.float32), look.grass_rgb.astype(np.float32), _DIRT, np.float32(look.grass_var),
+        *road.edges_m, float(look.wet), np.float32(1.0 - 0.45 * look.wet))
     if look.wet > 0:
-        out[road_m] *= 1.0 - 0.45 * look.wet
-        refl = road_m * look.wet * (0.6 + 0.4 * np.clip(lo, -1, 1))
-        spec[idx] = np.clip(refl, 0, 1)
+        spec[idx] = refl
         rough[idx] = 0.0
-    albedo[idx] = np.clip(out, 0.0, 1.0)
+    albedo[idx] = out
+
+
+def _marking_table(road) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per lane boundary: ``LineStyle`` value, (dash period, phase, half dash, half width, stroke
+    offset of double lines, wear) and colour (float32), for :func:`kernels.ground_albedo`."""
+    style = np.array([m.style.value for m in road.markings], np.int64)
+    num = np.array([(m.dash_m + m.gap_m, m.phase_m, 0.5 * m.dash_m, 0.5 * m.width_m,
+                     0.5 * (m.spacing_m + m.width_m), m.wear) for m in road.markings], np.float64)
+    color = np.array([m.color_rgb for m in road.markings], np.float32)
+    return style, num, color
 
 
 # --------------------------------------------------------------------------------------- objects
@@ -170,37 +128,22 @@ def _object_albedo(ctx: Context, P: np.ndarray, albedo: np.ndarray, normal: np.n
         return
     pid = ctx.prim[idx]
     Pw = P[idx].astype(np.float64)
-    # Normals (world).
-    n = np.empty((idx.size, 3))
-    convex = table.kind[pid] == Kind.CONVEX
-    if convex.any():
-        fc = ctx.face[idx[convex]].astype(np.int64)
-        n_c = ctx.planes_c[pid[convex], fc, :3]
-        n[convex] = n_c @ ctx.R_wc.T
-    ell = ~convex
+    # World normals (convex: the entry face's plane; ellipsoids: the gradient at the hit), local
+    # (texture) coordinates and normals for the materials that paint details (every local frame
+    # here is a rotation about z plus an offset), colours: kernels.object_frames.
+    ell = table.kind[pid] != Kind.CONVEX
+    n_ell = np.zeros((0, 3))
     if ell.any():
         F = table.frame[pid[ell]]
         r = table.params[pid[ell], :3]
         loc = np.einsum("qji,qj->qi", F[:, :3, :3], Pw[ell] - F[:, :3, 3]) / r**2
         nn = np.einsum("qij,qj->qi", F[:, :3, :3], loc)
-        n[ell] = nn / (np.linalg.norm(nn, axis=1, keepdims=True) + 1e-12)
-    normal[idx] = n
-    n = n.astype(np.float32)
-    col = table.color[pid].astype(np.float32)
+        n_ell = nn / (np.linalg.norm(nn, axis=1, keepdims=True) + 1e-12)
     mat = table.material[pid]
-    # Local (texture) coordinates and normals, for the materials that paint details.
-    detailed = np.isin(mat, (Material.FACADE, Material.BODY, Material.SIGN, Material.SIGNAL))
-    q_all = np.zeros((idx.size, 3), np.float32)
-    nl_all = np.zeros((idx.size, 3), np.float32)
-    if detailed.any():
-        # Every local frame here is a rotation about z (yaw) plus an offset: rotate with cos/sin.
-        dp = pid[detailed]
-        F = table.frame
-        cos, sin = F[dp, 0, 0], F[dp, 1, 0]
-        d = Pw[detailed] - F[dp, :3, 3]
-        q_all[detailed] = np.stack([cos * d[:, 0] + sin * d[:, 1], -sin * d[:, 0] + cos * d[:, 1], d[:, 2]], 1)
-        nd = n[detailed]
-        nl_all[detailed] = np.stack([cos * nd[:, 0] + sin * nd[:, 1], -sin * nd[:, 0] + cos * nd[:, 1], nd[:, 2]], 1)
+    n64, n, q_all, nl_all, col = kernels.object_frames(
+        pid, ctx.face[idx], table.kind, ctx.planes_c, np.ascontiguousarray(ctx.R_wc), table.frame, table.color,
+        _DETAILED[mat], Pw, n_ell)
+    normal[idx] = n64
     noise = texture.sample_octaves(Pw[:, 0] + 0.7 * Pw[:, 1], Pw[:, 2] + 0.3 * Pw[:, 1], (4.0,), (0.8,),
                                    seed=look.texture_seed + 11)
     alb = col * (1.0 + 0.05 * noise)[:, None]
@@ -355,8 +298,9 @@ def _object_albedo(ctx: Context, P: np.ndarray, albedo: np.ndarray, normal: np.n
 
 
 # -------------------------------------------------------------------------------------- lighting
-def _fill_ground_polygon(mask: np.ndarray, pts_w: np.ndarray, ctx: Context, value: int = 255) -> None:
-    """Rasterise the convex hull of world ground points into ``mask`` (clipped at the camera)."""
+def _clip_ground_polygon(pts_w: np.ndarray, ctx: Context) -> np.ndarray | None:
+    """The convex hull of world ground points in the optical frame, clipped at ``z = 0.3`` m
+    (None when wholly behind)."""
     hull = cv2.convexHull(pts_w[:, :2].astype(np.float32)).reshape(-1, 2).astype(np.float64)
     poly = np.concatenate([hull, np.full((len(hull), 1), pts_w[0, 2])], axis=1)
     R_cw = ctx.R_wc.T
@@ -364,7 +308,7 @@ def _fill_ground_polygon(mask: np.ndarray, pts_w: np.ndarray, ctx: Context, valu
     near = 0.3
     inside = pc[:, 2] >= near
     if not inside.any():
-        return
+        return None
     if not inside.all():  # Sutherland-Hodgman against z = near
         clipped = []
         for i in range(len(pc)):
@@ -376,7 +320,10 @@ def _fill_ground_polygon(mask: np.ndarray, pts_w: np.ndarray, ctx: Context, valu
                 w = (near - a[2]) / (b[2] - a[2])
                 clipped.append(a + w * (b - a))
         pc = np.array(clipped)
-    uv = ctx.world.camera.project(pc) / ctx.pixel_scale
+    return pc
+
+
+def _fill_projected(mask: np.ndarray, uv: np.ndarray, ctx: Context, value: int = 255) -> None:
     if not np.all(np.isfinite(uv)):
         return
     uv = np.clip(uv, -4 * ctx.W, 5 * ctx.W)
@@ -403,13 +350,16 @@ def ground_shadows(ctx: Context) -> np.ndarray:
     body = table.material == Material.BODY
     tall = extent[:, 2] > 0.6
     cand = np.flatnonzero((dist < 60.0) & ((sunny & tall) | body))
+    # Outline points of every caster: the hull vertices of convex shapes, 32 points on ellipsoids.
+    ell = table.kind[cand] == Kind.ELLIPSOID
+    points: list[np.ndarray] = [table.verts[i] for i in cand]
+    if ell.any():
+        e = cand[ell]
+        sphere = np.ascontiguousarray(_SPHERE[None] * table.params[e, None, :3])
+        for j, pts in zip(np.flatnonzero(ell), kernels.place_points(sphere, table.frame[e]), strict=True):
+            points[j] = pts
     polys: list[np.ndarray] = []
-    for i in cand:
-        if table.kind[i] == Kind.ELLIPSOID:
-            F = table.frame[i]
-            pts = (_SPHERE * table.params[i, :3]) @ F[:3, :3].T + F[:3, 3]
-        else:
-            pts = table.verts[i]
+    for i, pts in zip(cand, points, strict=True):
         if sunny and tall[i]:
             shadow = pts - (pts[:, 2:3] / sun[2]) * sun[None]
             if np.abs(shadow[:, :2] - ego_xy).max() < 300:
@@ -432,17 +382,26 @@ def _fill_ground_polygons(mask: np.ndarray, polys: list[np.ndarray], ctx: Contex
     uv = np.full((len(pc), 2), np.nan)
     if z_ok.any():
         uv[z_ok] = ctx.world.camera.project(pc[z_ok]) / ctx.pixel_scale
-    start = 0
-    for n, poly in zip(counts, polys, strict=True):
-        sl = slice(start, start + n)
-        start += n
-        if not z_ok[sl].any():
-            continue
-        if z_ok[sl].all():
-            hull = cv2.convexHull(np.clip(uv[sl], -4 * ctx.W, 5 * ctx.W).astype(np.float32))
+    uv_clip = np.clip(uv, -4 * ctx.W, 5 * ctx.W).astype(np.float32)
+    starts = np.cumsum([0] + counts[:-1])
+    n_ok = np.add.reduceat(z_ok.astype(np.int64), starts)
+    clipped = []  # polygons reaching behind the camera, clipped: projected together below
+    for j in np.flatnonzero(n_ok):
+        start, n = int(starts[j]), counts[j]
+        if n_ok[j] == n:
+            hull = cv2.convexHull(uv_clip[start:start + n])
             cv2.fillConvexPoly(mask, np.round(hull.reshape(-1, 2) * 8).astype(np.int32), 255, cv2.LINE_8, 3)
         else:
-            _fill_ground_polygon(mask, np.concatenate([poly, np.zeros((n, 1))], axis=1), ctx)
+            pc = _clip_ground_polygon(np.concatenate([polys[j], np.zeros((n, 1))], axis=1), ctx)
+            if pc is not None:
+                clipped.append(pc)
+    if clipped:
+        # (All polygons fill the same value, so the order they are drawn in does not matter.)
+        uv_all = ctx.world.camera.project(np.concatenate(clipped)) / ctx.pixel_scale
+        start = 0
+        for pc in clipped:
+            _fill_projected(mask, uv_all[start:start + len(pc)], ctx)
+            start += len(pc)
 
 
 def _headlights(ctx: Context, P: np.ndarray, n: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -523,11 +482,29 @@ def _sky_image(ctx: Context, step: int = 4) -> np.ndarray:
     return cv2.remap(small, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3)
 
 
+def _grid_part(ctx: Context, image_space: bool) -> tuple[Context | None, int]:
+    """The image grid among the pixels of ``ctx`` (for the image-space passes: sky, wet-road
+    mirror) and its pixel count: all of ``ctx`` for an image, the leading ``ctx.grid`` pixels of a
+    grid-plus-loose-pixels context, none for loose pixels only."""
+    if not image_space:
+        return None, 0
+    if ctx.grid is None:
+        return ctx, ctx.H * ctx.W
+    from perception.data.synthetic.renderer import Context
+
+    (H, W), n = ctx.grid, ctx.grid[0] * ctx.grid[1]
+    return Context(ctx.world, ctx.t_s, H, W, ctx.rays[:n], ctx.ray_len[:n], ctx.dirs_w[:n], ctx.R_wc, ctx.origin_w,
+                   ctx.depth[:n], ctx.prim[:n], ctx.face[:n], None, ctx.table, ctx.planes_c, ctx.planes_c32,
+                   ctx.vehicle_pose, ctx.ego_s, ctx.T_wv, ctx.rng, pixel_scale=ctx.pixel_scale), n
+
+
 def shade(ctx: Context, image_space: bool = True, shadow: np.ndarray | None = None) -> np.ndarray:
     """[N, 3] float32 linear radiance of every pixel of ``ctx``.
 
     ``image_space=False`` shades a loose set of pixels (not an image grid): wet-road reflections,
     drawn in image space, are left out, and ground shadows come from ``shadow`` ([N], or none).
+    A context with ``grid`` set is an image grid followed by loose pixels: the image-space passes
+    apply to the grid only.
     """
     look = ctx.world.look
     N = ctx.H * ctx.W
@@ -553,29 +530,27 @@ def shade(ctx: Context, image_space: bool = True, shadow: np.ndarray | None = No
     ground_px = ctx.prim == -1
     if shadow is None:
         shadow = ground_shadows(ctx) if image_space else np.zeros(N, np.float32)
-    sky_w = 0.55 + 0.45 * normal[:, 2]
-    if look.sun_rgb.max() <= 0.3:
-        # Contact shadows darken the sky light under vehicles.
-        sky_w = sky_w * (1.0 - 0.6 * shadow * ground_px)
-    irr = look.ambient_rgb.astype(np.float32)[None] * sky_w[:, None]
-    if look.sun_rgb.max() > 0:
-        lam = np.clip(normal @ look.sun_dir.astype(np.float32), 0, 1)
-        lam = lam * np.where(ground_px, 1.0 - shadow, 1.0).astype(np.float32)
-        irr += look.sun_rgb.astype(np.float32)[None] * lam[:, None]
-    if look.headlights:
-        irr += _WHITE_LIGHT[None] * _headlights(ctx, P, normal, finite)[:, None]
-    if look.time in (TimeOfDay.NIGHT, TimeOfDay.DUSK):
-        lamp = _lamps(ctx, P, normal, finite) * (1.0 if look.time is TimeOfDay.NIGHT else 0.3)
-        irr += _SODIUM[None] * lamp[:, None]
-    radiance = albedo * irr
-    radiance += emissive
+    # Sky light (contact shadows darken it under vehicles when the sun is weak), the sun (ground
+    # shadows), ego headlights, street lamps: see kernels.light.
+    none = np.zeros(1, np.float32)
+    head = _headlights(ctx, P, normal, finite) if look.headlights else none
+    lamps = look.time in (TimeOfDay.NIGHT, TimeOfDay.DUSK)
+    lamp = _lamps(ctx, P, normal, finite) * (1.0 if look.time is TimeOfDay.NIGHT else 0.3) if lamps else none
+    radiance = kernels.light(albedo, emissive, normal, np.ascontiguousarray(shadow, np.float32), ctx.prim,
+                             look.ambient_rgb.astype(np.float32), bool(look.sun_rgb.max() <= 0.3),
+                             bool(look.sun_rgb.max() > 0), look.sun_rgb.astype(np.float32),
+                             look.sun_dir.astype(np.float32), bool(look.headlights), head, _WHITE_LIGHT, lamps,
+                             lamp, _SODIUM)
 
     sky = ~finite
+    grid, n_grid = _grid_part(ctx, image_space)
     if sky.any():
-        if image_space:
-            radiance[sky] = _sky_image(ctx)[sky]
-        else:
-            radiance[sky] = sky_radiance(look, ctx.dirs_w[sky], ctx.origin_w)
+        if n_grid:
+            # (radiance[:n_grid] is a view: the mask assignment writes through)
+            radiance[:n_grid][sky[:n_grid]] = _sky_image(grid)[sky[:n_grid]]
+        loose_sky = np.flatnonzero(sky[n_grid:]) + n_grid
+        if loose_sky.size:
+            radiance[loose_sky] = sky_radiance(look, ctx.dirs_w[loose_sky], ctx.origin_w)
     glassy = np.flatnonzero((spec > 0) & (ctx.prim >= 0))
     if glassy.size:
         d = ctx.dirs_w[glassy] / np.linalg.norm(ctx.dirs_w[glassy], axis=1, keepdims=True)
@@ -584,10 +559,10 @@ def shade(ctx: Context, image_space: bool = True, shadow: np.ndarray | None = No
         r = d - 2 * cos * nn
         fres = spec[glassy, None] * (0.4 + 0.6 * (1 - np.abs(cos)) ** 3)
         radiance[glassy] += sky_radiance(look, r, ctx.origin_w, clouds=False) * fres
-    if look.wet > 0 and image_space:
+    if look.wet > 0 and n_grid:
         # Fresnel: reflections grow towards grazing angles (far road).
         wet_spec = np.where(ground_px, spec * np.clip(0.15 + depth0 / 60.0, 0, 0.9), 0.0).astype(np.float32)
-        radiance = _mirror(ctx, radiance, wet_spec)
+        radiance[:n_grid] = _mirror(grid, radiance[:n_grid], wet_spec[:n_grid])
 
     # Aerial perspective and fog.
     dist = depth0 * ctx.ray_len
@@ -600,6 +575,5 @@ def shade(ctx: Context, image_space: bool = True, shadow: np.ndarray | None = No
             air = air * 1.5
         radiance[sky] = radiance[sky] * 0.2 + air * 0.8
     keep = np.where(finite, np.exp(-dist * np.float32(k)), 1.0).astype(np.float32)
-    radiance *= keep[:, None]
-    radiance += air[None] * (1 - keep)[:, None]
+    kernels.haze(radiance, keep, air)
     return radiance

@@ -6,6 +6,7 @@ rules out collisions inside a lane; the ego lane's traffic is never slower than 
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,12 +54,28 @@ def _dims(rng: np.random.Generator, kind: str) -> tuple[float, float, float]:
     return rng.uniform(10.5, 12.5), 2.55, rng.uniform(3.0, 3.3)
 
 
+def _cdf(weights: np.ndarray) -> list[float]:
+    """What ``Generator.choice(n, p=weights / weights.sum())`` draws against: the cumulative
+    probabilities, normalised by their last entry."""
+    cdf = (weights / weights.sum()).cumsum()
+    return (cdf / cdf[-1]).tolist()
+
+
+_KIND_CDF = {True: _cdf(_KIND_P), False: _cdf(_KIND_P * np.array([1, 1, 1, 0, 0]))}
+_PAINT_CDF = _cdf(_PAINT_P)
+
+
+def _choice(rng: np.random.Generator, cdf: list[float]) -> int:
+    """``rng.choice(len(cdf), p=...)`` (one uniform, searched in ``cdf``): the same draw without
+    choice()'s per-call checks."""
+    return bisect.bisect_right(cdf, rng.random())
+
+
 def _new(rng: np.random.Generator, d: float, s0: float, speed: float, facing: int, lane: int,
          allow_big: bool = True) -> Vehicle:
-    p = _KIND_P if allow_big else _KIND_P * np.array([1, 1, 1, 0, 0])
-    kind = _KINDS[rng.choice(len(_KINDS), p=p / p.sum())]
+    kind = _KINDS[_choice(rng, _KIND_CDF[bool(allow_big)])]
     L, W, H = _dims(rng, kind)
-    paint = _PAINT[rng.choice(len(_PAINT), p=_PAINT_P / _PAINT_P.sum())] + rng.normal(0, 6, 3)
+    paint = _PAINT[_choice(rng, _PAINT_CDF)] + rng.normal(0, 6, 3)
     if kind in ("truck", "bus") and rng.random() < 0.6:
         paint = _PAINT[0] + rng.normal(0, 8, 3)
     color = tuple(float(c) for c in srgb_to_linear(np.clip(paint, 0, 255)))

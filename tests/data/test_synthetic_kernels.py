@@ -1,0 +1,130 @@
+"""Compiled renderer kernels: the same numbers as the NumPy formulations they replaced (issue 3).
+
+The renderer's speed comes from numba kernels that repeat NumPy's operations one for one; these
+tests pin that down bit for bit where the reference is plain NumPy (no BLAS kernel involved).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from calibration.camera import CameraModel
+from perception.data.classes import class_names
+from perception.data.synthetic import SynthConfig, kernels
+from perception.data.synthetic.blas import set_blas_threads, single_threaded_blas
+from perception.data.synthetic.renderer import _ground_pass, _pixel_rays, camera_rays
+from perception.data.synthetic.world import generate_world
+
+_NAMES = class_names()
+
+
+def _bits(a: np.ndarray) -> bytes:
+    return np.ascontiguousarray(a).tobytes()
+
+
+def test_interp_is_numpys_bit_for_bit() -> None:
+    rng = np.random.default_rng(0)
+    xp = np.cumsum(rng.uniform(0.1, 1.0, 200))
+    fp = rng.normal(0, 10, 200)
+    x = np.concatenate([rng.uniform(xp[0] - 5, xp[-1] + 5, 5000), xp, [np.nan, xp[0], xp[-1]]])
+    slopes = kernels._interp_slopes(xp, fp)
+    got = np.array([kernels.interp(v, xp, fp, slopes) for v in x])
+    assert _bits(got) == _bits(np.interp(x, xp, fp))
+
+
+@pytest.mark.parametrize("D", [[-0.2, 0.05, 0.0, 0.0, 0.0], [-0.45, 0.1, 0.001, -0.002, 0.0],
+                               [0.3, -0.4, 0.002, 0.001, 0.05]])  # the last folds over: NaN rays
+def test_compiled_undistortion_is_calibrations(D: list[float]) -> None:
+    K = np.array([[250.0, 0.0, 191.5], [0.0, 250.0, 95.5], [0.0, 0.0, 1.0]])
+    cam = CameraModel(384, 192, K, np.array(D), "plumb_bob")
+    v, u = np.mgrid[0:cam.height, 0:cam.width]
+    pix = np.stack([u.ravel(), v.ravel()], axis=1).astype(np.float64)
+    assert _bits(_pixel_rays(cam, pix)) == _bits(cam.pixel_rays(pix))
+
+
+def _ground_pass_numpy(world, dirs_w: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The ground pass as NumPy code (what kernels.ground_hits replaced)."""
+    road = world.road
+    sec = road.section
+    gi = np.flatnonzero(dirs_w[:, 2] < -1e-9)
+    dg = dirs_w[gi]
+    dz = dg[:, 2]
+    er, el = road.edges_m
+
+    def hit(t):
+        X = o[0] + t * dg[:, 0]
+        Y = o[1] + t * dg[:, 1]
+        s, d = road.to_road(X, Y)
+        return X, Y, s, d, d / road.scale(s)
+
+    t = -o[2] / dz
+    X, Y, s, d, dn = hit(t)
+    Z = np.zeros_like(t)
+    inside = (dn >= er) & (dn <= el)
+    surface = np.where(inside, 0, 2).astype(np.int8)
+    hc = sec.curb_height_m
+    if hc > 0:
+        t1 = (hc - o[2]) / dz
+        X1, Y1, s1, d1, dn1 = hit(t1)
+        inside1 = (dn1 >= er) & (dn1 <= el)
+        top = ~inside1
+        curb = inside1 & ~inside
+        edge = np.where(dn[curb] > el, el, er)
+        frac = np.clip((edge - dn1[curb]) / (dn[curb] - dn1[curb]), 0.0, 1.0)
+        tc = t1[curb] + frac * (t[curb] - t1[curb])
+        for arr, new in ((t, t1), (X, X1), (Y, Y1), (s, s1), (d, d1), (dn, dn1)):
+            arr[top] = new[top]
+        Z[top] = hc
+        t[curb] = tc
+        X[curb] = o[0] + tc * dg[curb, 0]
+        Y[curb] = o[1] + tc * dg[curb, 1]
+        Z[curb] = o[2] + tc * dz[curb]
+        s[curb], d[curb] = road.to_road(X[curb], Y[curb])
+        dn[curb] = edge
+        surface[curb] = 1
+        surface[top] = 2
+    cls = np.full(gi.shape, _NAMES.index("road"), np.uint8)
+    right, left = dn < er, dn > el
+    beyond = np.where(right, er - dn, dn - el)
+    walk = np.where(right, sec.sidewalk_m[0], sec.sidewalk_m[1])
+    verge = np.where(right, sec.verge_class[0], sec.verge_class[1]).astype(np.uint8)
+    off = right | left
+    cls[off] = np.where(beyond[off] <= walk[off], _NAMES.index("sidewalk"), verge[off])
+    cls[surface == 1] = _NAMES.index("sidewalk")
+    painted = np.array([k for k, m in enumerate(road.markings) if m.painted], dtype=np.int64)
+    B = road.boundaries_m[painted]
+    j = np.clip(np.searchsorted(B, dn), 1, max(B.size - 1, 1))
+    lo, hi = np.clip(j - 1, 0, B.size - 1), np.clip(j, 0, B.size - 1)
+    m = road.scale(s)
+    u_lo, u_hi = d - m * B[lo], d - m * B[hi]
+    pick_hi = np.abs(u_hi) < np.abs(u_lo)
+    line_k = painted[np.where(pick_hi, hi, lo)]
+    line_u = np.where(pick_hi, u_hi, u_lo)
+    line_k[surface != 0] = -1
+    line_u[surface != 0] = np.inf
+    return gi, t, X, Y, Z, s, d, dn, surface, cls, line_k, line_u
+
+
+@pytest.mark.parametrize("seed", [3, 4, 12])  # curbs + distortion, no curbs, curbs
+def test_compiled_ground_pass_is_the_numpy_one(seed: int) -> None:
+    world = generate_world(seed, SynthConfig(height=96, width=192))
+    rays, _ = camera_rays(world.camera)
+    T_wc = world.vehicle_to_world(0.0) @ world.mounting.camera_to_vehicle()
+    dirs_w = rays @ T_wc[:3, :3].T.astype(np.float32)
+    g = _ground_pass(world, dirs_w, T_wc[:3, 3])
+    ref = _ground_pass_numpy(world, dirs_w, T_wc[:3, 3])
+    fields = ("index", "t", "X", "Y", "Z", "s", "d", "dn", "surface", "cls", "line_k", "line_u")
+    for name, want in zip(fields, ref, strict=True):
+        got = getattr(g, name)
+        assert got.dtype == want.dtype and _bits(got) == _bits(want), name
+
+
+def test_single_threaded_blas_restores_the_thread_count() -> None:
+    before = set_blas_threads(2)
+    try:
+        with single_threaded_blas():
+            assert set_blas_threads(1) in ([], [1] * len(before))
+        assert set_blas_threads(2) in ([], [2] * len(before))
+    finally:
+        for n in before:
+            set_blas_threads(n)
