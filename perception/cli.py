@@ -27,6 +27,9 @@ _COMMANDS: tuple[str, ...] = (
     "perception.commands.train_task",
     "perception.commands.eval",
     "perception.commands.node",
+    "perception.commands.replay",
+    "perception.commands.bag_from_images",
+    "perception.commands.demo",
 )
 
 
