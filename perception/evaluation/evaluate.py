@@ -191,8 +191,10 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, *, tasks: Sequence[str] |
         with torch.no_grad():  # not inference_mode: the encoder caches index tensors reused in training
             for batch, originals in batches:
                 if engine is not None:
-                    raw = engine.logits([s["image"] for s in originals], rgb=True)
-                    raw = {k: raw[k] for k in names}
+                    # One frame per call, as replay and the node run: compiled programs are
+                    # batch-1, and batching would change float rounding.
+                    per = [engine.logits([s["image"]], rgb=True) for s in originals]
+                    raw = {k: torch.cat([p[k] for p in per]) for k in names}
                 else:
                     images = normalize_images(batch["image"].to(device))
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
