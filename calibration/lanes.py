@@ -397,3 +397,31 @@ def draw_lane_mask(
                 mask, np.round(quad * (1 << shift)).astype(np.int32), value, cv2.LINE_8, shift
             )
     return mask
+
+
+def ego_lane_centre(polylines: list[np.ndarray] | None, step_m: float = 1.0) -> np.ndarray | None:
+    """Centre line [N, 3] of the ego lane: midway between the nearest lane line on the right
+    (y < 0 at its near end) and on the left, over the distance both cover; None without both.
+    This is what the node publishes on ``~/lanes/path`` and replay writes to its bags."""
+    if not polylines:
+        return None
+    rights = [p for p in polylines if len(p) and p[0, 1] < 0]
+    lefts = [p for p in polylines if len(p) and p[0, 1] >= 0]
+    if not rights or not lefts:
+        return None
+    right = max(rights, key=lambda p: p[0, 1])
+    left = min(lefts, key=lambda p: p[0, 1])
+    x0, x1 = max(right[0, 0], left[0, 0]), min(right[-1, 0], left[-1, 0])
+    if x1 <= x0:
+        return None
+    xs = np.append(np.arange(x0, x1, step_m), x1)
+    mid = [0.5 * (np.interp(xs, right[:, 0], right[:, k]) + np.interp(xs, left[:, 0], left[:, k]))
+           for k in (1, 2)]
+    return np.column_stack([xs, *mid])
+
+
+def path_headings(points: np.ndarray) -> np.ndarray:
+    """Yaw (rad) along a [N, 2+] path from the point gradient; zeros for fewer than 2 points."""
+    if len(points) < 2:
+        return np.zeros(len(points))
+    return np.arctan2(np.gradient(points[:, 1]), np.gradient(points[:, 0]))

@@ -26,7 +26,7 @@ _COMMANDS: tuple[str, ...] = (
     "perception.commands.train",
     "perception.commands.train_task",
     "perception.commands.eval",
-    "perception.commands.node",
+    "ros2_nodes.command",
     "perception.commands.replay",
     "perception.commands.bag_from_images",
     "perception.commands.demo",

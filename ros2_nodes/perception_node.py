@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from calibration.lanes import ego_lane_centre, path_headings
 from perception.errors import ConfigError, InputError, PerceptionError
 
 try:  # the ROS corner: everything that needs rclpy or *_msgs
@@ -68,35 +69,13 @@ __all__ = ["PerceptionNode", "SwapOutcome", "ego_lane_centre", "main"]
 _ERROR_LOG_PERIOD_S = 2.0  # the same kind of input error is logged at most this often
 
 
-def ego_lane_centre(polylines: list[np.ndarray] | None, step_m: float = 1.0) -> np.ndarray | None:
-    """Centre line [N, 3] of the ego lane: midway between the nearest lane line on the right
-    (y < 0 at its near end) and on the left, over the distance both cover; None without both."""
-    if not polylines:
-        return None
-    rights = [p for p in polylines if len(p) and p[0, 1] < 0]
-    lefts = [p for p in polylines if len(p) and p[0, 1] >= 0]
-    if not rights or not lefts:
-        return None
-    right = max(rights, key=lambda p: p[0, 1])
-    left = min(lefts, key=lambda p: p[0, 1])
-    x0, x1 = max(right[0, 0], left[0, 0]), min(right[-1, 0], left[-1, 0])
-    if x1 <= x0:
-        return None
-    xs = np.append(np.arange(x0, x1, step_m), x1)
-    mid = [0.5 * (np.interp(xs, right[:, 0], right[:, k]) + np.interp(xs, left[:, 0], left[:, k]))
-           for k in (1, 2)]
-    return np.column_stack([xs, *mid])
-
-
 def _path_msg(points: np.ndarray | None, header: Any, frame_id: str) -> Any:
     msg = PathMsg()
     msg.header = copy_header(header)
     msg.header.frame_id = frame_id
     if points is None:
         return msg  # an empty path: no ego lane this frame (still one message per input)
-    yaw = np.arctan2(np.gradient(points[:, 1]), np.gradient(points[:, 0])) if len(points) > 1 \
-        else np.zeros(len(points))
-    for (x, y, z), a in zip(points, yaw, strict=True):
+    for (x, y, z), a in zip(points, path_headings(points), strict=True):
         pose = PoseStamped()
         pose.header = msg.header
         pos, rot = pose.pose.position, pose.pose.orientation

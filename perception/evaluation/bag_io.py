@@ -719,9 +719,13 @@ def make_compressed_image(array: np.ndarray, header: Any, fmt: str = "jpeg", qua
         header=header, format=fields["format"], data=np.frombuffer(fields["data"], np.uint8))
 
 
-def make_path(points_m: np.ndarray, header: Any, typestore: Typestore | None = None) -> Any:
+def make_path(points_m: np.ndarray, header: Any, typestore: Typestore | None = None, *,
+              heading: bool = False) -> Any:
     """``nav_msgs/msg/Path`` through ``[N, 2]`` or ``[N, 3]`` points (metres, in
-    ``header.frame_id``), identity orientations; each pose carries ``header``."""
+    ``header.frame_id``); each pose carries ``header``. Orientations are the identity, or with
+    ``heading`` the yaw along the path (as the node publishes ``~/lanes/path``)."""
+    from calibration.lanes import path_headings
+
     ts = typestore or _humble()
     points = np.asarray(points_m, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] not in (2, 3):
@@ -730,9 +734,11 @@ def make_path(points_m: np.ndarray, header: Any, typestore: Typestore | None = N
         points = np.column_stack([points, np.zeros(len(points))])
     point_t, quat_t = ts.types["geometry_msgs/msg/Point"], ts.types["geometry_msgs/msg/Quaternion"]
     pose_t, stamped_t = ts.types["geometry_msgs/msg/Pose"], ts.types["geometry_msgs/msg/PoseStamped"]
+    yaw = path_headings(points) if heading else np.zeros(len(points))
     poses = [
-        stamped_t(header=header, pose=pose_t(position=point_t(x=float(x), y=float(y), z=float(z)),
-                                             orientation=quat_t(x=0.0, y=0.0, z=0.0, w=1.0)))
-        for x, y, z in points
+        stamped_t(header=header, pose=pose_t(
+            position=point_t(x=float(x), y=float(y), z=float(z)),
+            orientation=quat_t(x=0.0, y=0.0, z=float(np.sin(a / 2)), w=float(np.cos(a / 2)))))
+        for (x, y, z), a in zip(points, yaw, strict=True)
     ]
     return ts.types["nav_msgs/msg/Path"](header=header, poses=poses)

@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 import torch
 
+from calibration.lanes import ego_lane_centre
 from perception.errors import ConfigError, DataError
 from perception.evaluation.bag_frames import frame_to_sample, place_storage_file, samples_by_index
 from perception.evaluation.bag_io import (
@@ -52,6 +53,7 @@ from perception.evaluation.bag_io import (
     BagOutputWriter,
     make_header,
     make_image,
+    make_path,
     open_camera_bag,
     stamp_to_ns,
 )
@@ -176,42 +178,12 @@ def output_topics(tasks: Sequence[str], options: ReplayOptions, *, with_path: bo
     return out
 
 
-def ego_lane_centre(polylines: list[np.ndarray] | None, step_m: float = 1.0) -> np.ndarray | None:
-    """Centre line [N, 3] of the ego lane between the nearest lane line on each side (the node's
-    definition, ``ros2_nodes.perception_node.ego_lane_centre``); None without both."""
-    if not polylines:
-        return None
-    rights = [p for p in polylines if len(p) and p[0, 1] < 0]
-    lefts = [p for p in polylines if len(p) and p[0, 1] >= 0]
-    if not rights or not lefts:
-        return None
-    right = max(rights, key=lambda p: p[0, 1])
-    left = min(lefts, key=lambda p: p[0, 1])
-    x0, x1 = max(right[0, 0], left[0, 0]), min(right[-1, 0], left[-1, 0])
-    if x1 <= x0:
-        return None
-    xs = np.append(np.arange(x0, x1, step_m), x1)
-    mid = [0.5 * (np.interp(xs, right[:, 0], right[:, k]) + np.interp(xs, left[:, 0], left[:, k]))
-           for k in (1, 2)]
-    return np.column_stack([xs, *mid])
-
-
 def path_msg(points: np.ndarray | None, header: Any, frame_id: str, typestore: Any) -> Any:
-    """``nav_msgs/Path`` as the node publishes it: poses heading along the path (yaw from the
-    point gradient), every pose with the path header; an empty path when ``points`` is None."""
-    types = typestore.types
-    hdr = types["std_msgs/msg/Header"](stamp=header.stamp, frame_id=frame_id)
-    poses = []
-    if points is not None:
-        yaw = (np.arctan2(np.gradient(points[:, 1]), np.gradient(points[:, 0])) if len(points) > 1
-               else np.zeros(len(points)))
-        point_t, quat_t = types["geometry_msgs/msg/Point"], types["geometry_msgs/msg/Quaternion"]
-        pose_t, stamped_t = types["geometry_msgs/msg/Pose"], types["geometry_msgs/msg/PoseStamped"]
-        for (x, y, z), a in zip(points, yaw, strict=True):
-            q = quat_t(x=0.0, y=0.0, z=float(np.sin(a / 2)), w=float(np.cos(a / 2)))
-            poses.append(stamped_t(header=hdr, pose=pose_t(
-                position=point_t(x=float(x), y=float(y), z=float(z)), orientation=q)))
-    return types[_PATH](header=hdr, poses=poses)
+    """``nav_msgs/Path`` as the node publishes it: poses heading along the path, every pose with
+    the path header; an empty path when ``points`` is None."""
+    hdr = typestore.types["std_msgs/msg/Header"](stamp=header.stamp, frame_id=frame_id)
+    pts = np.zeros((0, 3)) if points is None else points
+    return make_path(pts, hdr, typestore, heading=True)
 
 
 def _encoding_of(array: np.ndarray) -> str:

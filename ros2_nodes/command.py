@@ -1,4 +1,5 @@
 """``tadp node``: run the perception ROS 2 node without ROS tooling (no ``ros2 run``/launch).
+It lives beside the node so rclpy stays in ``ros2_nodes/``.
 
 Example::
 
