@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Benchmark helper modules (e.g. benchmarks/node_bench.py, shared by the node tests and the node
+# benchmarks) are importable by name from tests.
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def _real_data_dir() -> Path:

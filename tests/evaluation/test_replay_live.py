@@ -7,9 +7,7 @@ The node runs in this process (its own rclpy context on a random ROS domain), as
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,8 @@ pytest.importorskip("rclpy")
 
 pytestmark = pytest.mark.ros
 
+import node_bench as bench  # noqa: E402 - benchmarks/ is on sys.path (tests/conftest.py)
+
 from perception.cli import main as tadp  # noqa: E402
 
 # The shared session fixtures (test_replay_world.py), found by pytest as module attributes.
@@ -27,20 +27,12 @@ replay_world, one_thread = world.replay_world, world.one_thread
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _bench():
-    if "node_bench" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("node_bench", REPO / "benchmarks" / "node_bench.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["node_bench"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["node_bench"]
 
 
 @pytest.fixture
 def running_node(replay_world: ReplayWorld, tmp_path: Path, monkeypatch):
     import rclpy
 
-    bench = _bench()
     domain = bench.pick_domain()
     monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
     ctx = bench.open_context(domain)
@@ -99,7 +91,7 @@ def test_live_outputs_equal_offline(replay_world: ReplayWorld, running_node, tmp
 
 def test_no_node_fails_cleanly(replay_world: ReplayWorld, tmp_path: Path, capsys,
                                monkeypatch) -> None:
-    monkeypatch.setenv("ROS_DOMAIN_ID", str(_bench().pick_domain()))
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(bench.pick_domain()))
     code = tadp(["replay", str(replay_world.bags["mcap"]), "--realtime", "--out",
                  str(tmp_path / "live.mcap"), "--model", str(replay_world.model), "--no-progress",
                  "--wait-node", "2", "--node-ns", "/nobody"])

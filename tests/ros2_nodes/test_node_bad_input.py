@@ -3,9 +3,7 @@ and the node keeps processing the next frames (issue 7, items 2 and 3)."""
 from __future__ import annotations
 
 import array
-import importlib.util
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -18,21 +16,14 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
+import node_bench as bench  # noqa: E402 - benchmarks/ is on sys.path (tests/conftest.py)
+
 REPO = Path(__file__).resolve().parents[2]
 ERROR = 40  # rcl_interfaces/Log.ERROR
 DIAG_ERROR = 2
 
 
-def _bench():
-    if "node_bench" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("node_bench", REPO / "benchmarks" / "node_bench.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["node_bench"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["node_bench"]
 
-
-bench = _bench()
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,7 @@ keeps up with 10 Hz when the machine is not overloaded; whether it did is measur
 """
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 import threading
 import time
 import warnings
@@ -25,22 +23,15 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
+import node_bench as bench  # noqa: E402 - benchmarks/ is on sys.path (tests/conftest.py)
+
 REPO = Path(__file__).resolve().parents[2]
 RATE_HZ = 10.0
 STREAM_FRAMES = 60
 SWAP_AT = 20
 
 
-def _bench():
-    if "node_bench" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("node_bench", REPO / "benchmarks" / "node_bench.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["node_bench"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["node_bench"]
 
-
-bench = _bench()
 
 
 @pytest.fixture(scope="module")

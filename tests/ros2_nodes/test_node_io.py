@@ -8,8 +8,6 @@ machine's speed. The small random model (128x256) runs on the torch backend, one
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +16,8 @@ import pytest
 pytest.importorskip("rclpy")
 
 pytestmark = pytest.mark.ros
+
+import node_bench as bench  # noqa: E402 - benchmarks/ is on sys.path (tests/conftest.py)
 
 REPO = Path(__file__).resolve().parents[2]
 FRAMES = 4
@@ -28,16 +28,7 @@ MOUNTING = {"mounting.x_m": 1.5, "mounting.z_m": 1.4, "mounting.pitch_deg": 3.0,
             "vehicle_frame": "base_link"}
 
 
-def _bench():
-    if "node_bench" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("node_bench", REPO / "benchmarks" / "node_bench.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["node_bench"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["node_bench"]
 
-
-bench = _bench()
 
 
 @pytest.fixture(scope="module")
