@@ -4,6 +4,7 @@ over segmentation + drivable) whose weights are moved away from their init, thei
 the added tasks' reference outputs on a 64x128 image (small, so the tests stay fast on 2 CPUs)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,3 +60,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     with torch.no_grad():
         reference = model(image, ["corridor", "fused"])
     return World(base_path, model, bundles, image, reference)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread: on a shared 2-core machine two threads per process are much slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

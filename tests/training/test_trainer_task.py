@@ -7,7 +7,6 @@ frames. Two optimizer steps are enough to move every tensor of the new task."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,12 +25,6 @@ from perception.training.trainer import FreezeError, FreezeGuard, TrainConfig, T
 SIZE = (64, 128)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
