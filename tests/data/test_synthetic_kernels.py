@@ -5,6 +5,9 @@ tests pin that down bit for bit where the reference is plain NumPy (no BLAS kern
 """
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -27,7 +30,7 @@ def test_interp_is_numpys_bit_for_bit() -> None:
     xp = np.cumsum(rng.uniform(0.1, 1.0, 200))
     fp = rng.normal(0, 10, 200)
     x = np.concatenate([rng.uniform(xp[0] - 5, xp[-1] + 5, 5000), xp, [np.nan, xp[0], xp[-1]]])
-    slopes = kernels._interp_slopes(xp, fp)
+    slopes = kernels.interp_slopes(xp, fp)
     got = np.array([kernels.interp(v, xp, fp, slopes) for v in x])
     assert _bits(got) == _bits(np.interp(x, xp, fp))
 
@@ -128,3 +131,29 @@ def test_single_threaded_blas_restores_the_thread_count() -> None:
     finally:
         for n in before:
             set_blas_threads(n)
+
+
+_RENDER_AFTER_WARM_UP = """
+import importlib, pkgutil
+from numba.core.registry import CPUDispatcher
+from perception.data.synthetic import RandomizationConfig, SynthConfig, generate_world, kernels, render
+
+def compiled():
+    return {(m.name, n, str(s)) for m in pkgutil.iter_modules(kernels.__path__)
+            for n, f in vars(importlib.import_module(f"{kernels.__name__}.{m.name}")).items()
+            if isinstance(f, CPUDispatcher) for s in f.signatures}
+
+kernels.warm_up()
+warm = compiled()
+for step in (1, 2):
+    cfg = SynthConfig(shading_step=step, randomization=RandomizationConfig(distortion_prob=1.0))
+    render(generate_world(0, cfg, duration_s=1.0), 0.5, frame_seed=3)
+print(sorted(compiled() - warm))
+"""
+
+
+def test_warm_up_compiles_what_a_render_calls() -> None:
+    """Workers forked after ``warm_up`` compile nothing: a render adds no kernel signature (read-only
+    arrays are their own numba type). A fresh process, as this one may have rendered already."""
+    out = subprocess.run([sys.executable, "-c", _RENDER_AFTER_WARM_UP], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -78,10 +78,17 @@ def bonnet_mask(height: int, width: int, bonnet: tuple[float, float, float] | No
     return mask if mask.any() else None
 
 
+# Full-resolution rows kept above the first row the mirror reads, so that the band's blur and
+# upsampling see the same neighbours as the whole image would (blur radius 6 half-res rows + the
+# bilinear upsampling's row): the band's mirror is then bit-identical to the whole image's.
+_BAND_MARGIN = 16
+
+
 @lru_cache(maxsize=16)
 def _bonnet_geometry(height: int, width: int, bonnet: tuple[float, float, float]):
     """What the bonnet of a world needs every frame: its mask, the first image row it reaches,
-    the mirror maps of the rows below that, and its per-pixel shade and reflectivity."""
+    the first row of the band of the image its mirror reads (even), the mirror maps of the rows
+    below ``row0`` into that band, and its per-pixel shade and reflectivity."""
     mask = bonnet_mask(height, width, bonnet)
     if mask is None:
         return None
@@ -91,22 +98,27 @@ def _bonnet_geometry(height: int, width: int, bonnet: tuple[float, float, float]
     v = np.arange(H, dtype=np.float32)[:, None]
     # The bonnet mirrors the scene above its edge, blurred (paint is not a perfect mirror).
     map_y = np.clip(2 * top[None, :] - v - 2, 0, H - 1).astype(np.float32)
+    band0 = max(0, int(np.floor(map_y[mask].min())) - _BAND_MARGIN) // 2 * 2
     map_x = np.broadcast_to(np.arange(W, dtype=np.float32)[None, :], (H, W)).astype(np.float32)
     depth_in = np.clip((v - top[None, :]) / max(H * 0.15, 1.0), 0, 1)
     shade = (1.0 - 0.5 * depth_in)[mask]
     reflectivity = (bonnet[2] * (1.0 - 0.6 * depth_in))[mask]
     row0 = int(np.flatnonzero(mask.any(axis=1))[0])
-    for a in (mask, map_x, map_y, shade, reflectivity):
+    band_y = np.ascontiguousarray(map_y[row0:] - np.float32(band0))
+    band_x = np.ascontiguousarray(map_x[row0:])
+    for a in (mask, band_x, band_y, shade, reflectivity):
         a.setflags(write=False)
-    return mask, row0, np.ascontiguousarray(map_x[row0:]), np.ascontiguousarray(map_y[row0:]), shade, reflectivity
+    return mask, row0, band0, band_x, band_y, shade, reflectivity
 
 
 def _bonnet(img: np.ndarray, geometry: tuple, ctx: Context) -> None:
     look = ctx.world.look
     H, W = img.shape[:2]
-    mask, row0, map_x, map_y, shade, reflectivity = geometry
-    small = cv2.resize(img, (W // 2, H // 2), interpolation=cv2.INTER_AREA)
-    blurred = cv2.resize(cv2.GaussianBlur(small, (0, 0), 1.5), (W, H), interpolation=cv2.INTER_LINEAR)
+    mask, row0, band0, map_x, map_y, shade, reflectivity = geometry
+    # Blur only the band of rows the mirror reads (a fifth of the image or less).
+    band = img[band0:]
+    small = cv2.resize(band, (W // 2, (H - band0) // 2), interpolation=cv2.INTER_AREA)
+    blurred = cv2.resize(cv2.GaussianBlur(small, (0, 0), 1.5), (W, H - band0), interpolation=cv2.INTER_LINEAR)
     # Only the rows the bonnet covers (remap is per pixel).
     refl = cv2.remap(blurred, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[mask[row0:]]
     base = look.bonnet_rgb.astype(np.float32) * (look.ambient_rgb.mean() * 0.8 + look.sun_rgb.mean() * 0.3)
@@ -147,8 +159,8 @@ def finish(ctx: Context, radiance: np.ndarray) -> tuple[np.ndarray, np.ndarray |
     # shoulder), contrast and the sRGB encoding.
     if look.saturation != 1.0:
         mean = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None]
-        img = cv2.addWeighted(img, float(look.saturation), np.broadcast_to(mean, img.shape).astype(np.float32),
-                              1.0 - float(look.saturation), 0.0)
+        img *= np.float32(look.saturation)
+        img += np.float32(1.0 - look.saturation) * mean
     rain = np.zeros((1, 1), np.float32)
     if look.rain > 0:
         layer = np.zeros((H, W), np.float32)

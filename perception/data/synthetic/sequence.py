@@ -22,6 +22,7 @@ import numpy as np
 
 from perception.data.synthetic.blas import set_blas_threads, single_threaded_blas
 from perception.data.synthetic.config import SynthConfig
+from perception.data.synthetic.memory import keep_freed_memory
 from perception.data.synthetic.renderer import Frame, render
 from perception.data.synthetic.world import World, generate_world
 from perception.errors import ConfigError
@@ -109,6 +110,7 @@ def default_workers() -> int:
 def _init_worker(blas: bool = True) -> None:
     import cv2
 
+    keep_freed_memory()
     cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would only contend
     if blas:
         set_blas_threads(1)  # the same for NumPy's BLAS (render() does it for its own duration anyway)

@@ -4,6 +4,7 @@ reflections, haze and fog. Output is linear radiance; :mod:`.camera_effects` tur
 8-bit image."""
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import cv2
@@ -465,20 +466,28 @@ def _mirror(ctx: Context, radiance: np.ndarray, spec: np.ndarray) -> np.ndarray:
     return radiance + refl.reshape(-1, 3) * spec[:, None]
 
 
+@lru_cache(maxsize=8)
+def _sky_grid(H: int, W: int, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows and columns of the 1/step sky grid and the remap maps from pixels to grid coordinates
+    (the last grid row/column sits on the image border); per image size, read-only."""
+    ys = np.minimum(np.arange(0, H + step, step), H - 1)
+    xs = np.minimum(np.arange(0, W + step, step), W - 1)
+    gx = np.interp(np.arange(W), xs, np.arange(len(xs))).astype(np.float32)
+    gy = np.interp(np.arange(H), ys, np.arange(len(ys))).astype(np.float32)
+    map_x = np.ascontiguousarray(np.broadcast_to(gx[None, :], (H, W)))
+    map_y = np.ascontiguousarray(np.broadcast_to(gy[:, None], (H, W)))
+    for a in (ys, xs, map_x, map_y):
+        a.setflags(write=False)
+    return ys, xs, map_x, map_y
+
+
 def _sky_image(ctx: Context, step: int = 4) -> np.ndarray:
     """[N, 3] sky radiance for every pixel, evaluated on a 1/step grid and interpolated (the sky is
     smooth; this costs 1/16 of a full-resolution evaluation)."""
     H, W = ctx.H, ctx.W
-    dirs = ctx.dirs_w.reshape(H, W, 3)
-    ys = np.minimum(np.arange(0, H + step, step), H - 1)
-    xs = np.minimum(np.arange(0, W + step, step), W - 1)
-    grid = dirs[ys][:, xs]
+    ys, xs, map_x, map_y = _sky_grid(H, W, step)
+    grid = ctx.dirs_w.reshape(H, W, 3)[ys][:, xs]
     small = sky_radiance(ctx.world.look, grid.reshape(-1, 3), ctx.origin_w).reshape(len(ys), len(xs), 3)
-    # Map pixel (u, v) to grid coordinates; the last grid row/column sits on the image border.
-    gx = np.interp(np.arange(W), xs, np.arange(len(xs))).astype(np.float32)
-    gy = np.interp(np.arange(H), ys, np.arange(len(ys))).astype(np.float32)
-    map_x = np.broadcast_to(gx[None, :], (H, W)).astype(np.float32)
-    map_y = np.broadcast_to(gy[:, None], (H, W)).astype(np.float32)
     return cv2.remap(small, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3)
 
 
