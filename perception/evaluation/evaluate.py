@@ -32,7 +32,7 @@ from perception.tasks import kind_of
 from perception.training.losses import MultiTaskLoss, target_key
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "normalize_images", "DATASET_KINDS", "open_dataset",
-           "metric_specs", "EvalResult", "evaluate", "metrics_markdown"]
+           "metric_specs", "EvalResult", "evaluate", "score_outputs", "metrics_markdown"]
 
 # The runtime's input convention (ImageNet statistics, RGB), as fractions of 255: training,
 # evaluation and the engine must normalise identically.
@@ -205,7 +205,7 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, *, tasks: Sequence[str] |
                     for k, v in parts.items():
                         loss_sums[k] = loss_sums.get(k, 0.0) + v * len(originals)
                         loss_counts[k] = loss_counts.get(k, 0) + len(originals)
-                seen |= _score(model, raw, originals, cfgs, metrics)
+                seen |= score_outputs(model, raw, originals, cfgs, metrics)
                 count += len(originals)
     finally:
         for m, was_training in flags.items():
@@ -216,10 +216,24 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, *, tasks: Sequence[str] |
     return EvalResult(values, losses, count, time.perf_counter() - start, unlabelled)
 
 
-def _score(model: torch.nn.Module, raw: Mapping[str, torch.Tensor], originals: Sequence[Mapping[str, Any]],
-           cfgs: Sequence[TaskConfig], metrics: MetricSet) -> set[str]:
-    """Post-process each sample's outputs at its label resolution and feed the metrics; returns
-    the tasks that had labels."""
+def score_outputs(model: torch.nn.Module, raw: Mapping[str, torch.Tensor],
+                  originals: Sequence[Mapping[str, Any]], cfgs: Sequence[TaskConfig],
+                  metrics: MetricSet) -> set[str]:
+    """Score raw outputs against each sample's labels: resize them to the label's resolution,
+    post-process them with the task's kind and feed ``metrics``, one ``update`` per sample.
+
+    The one scoring path of :func:`evaluate` and bag replay, which is why their metrics agree.
+
+    Args:
+        model: The network whose task heads post-process (``model.tasks[name].kind``).
+        raw: Task name -> raw outputs ``[B, C, h, w]`` (logits / log-depth), sample ``i`` at row ``i``.
+        originals: The ``B`` samples at their own resolution, labels under ``target_key(cfg)``.
+        cfgs: The tasks to score; tasks without a metric or without a label in a sample are skipped.
+        metrics: Accumulates the scores.
+
+    Returns:
+        The names of the tasks that had a label in at least one sample.
+    """
     seen: set[str] = set()
     for i, sample in enumerate(originals):
         preds, targets = {}, {}

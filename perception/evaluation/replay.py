@@ -21,9 +21,10 @@ topic (``output_ns`` = node name)  type                             content
 
 Frames and ground truth. Predictions are ``engine.logits`` on the decoded uint8 frame (one frame
 per call, as the node runs); outputs are the task kinds' post-processing resized to the frame, the
-node's path; scoring is :func:`perception.evaluation.evaluate._score` on the same logits with the
-ground truth as a sample (:func:`~perception.evaluation.bag_frames.frame_to_sample`), so the
-metrics equal ``tadp eval --backend B --batch-size 1`` on a dataset of the same frames, bit for bit.
+node's path; scoring is :func:`perception.evaluation.evaluate.score_outputs` on the same logits
+with the ground truth as a sample (:func:`~perception.evaluation.bag_frames.frame_to_sample`), so
+the metrics equal ``tadp eval --backend B --batch-size 1`` on a dataset of the same frames, bit for
+bit.
 
 Pipelining: reading/decoding runs one frame ahead in a thread and post-processing, scoring and
 writing run in another, while the calling thread runs the engine; ``benchmarks/replay_throughput.py``
@@ -41,7 +42,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
@@ -57,9 +57,10 @@ from perception.evaluation.bag_io import (
     open_camera_bag,
     stamp_to_ns,
 )
-from perception.evaluation.evaluate import _score, metric_specs
+from perception.evaluation.evaluate import metric_specs, score_outputs
 from perception.evaluation.metrics import MetricSet
 from perception.evaluation.report import DepthErrorByDistance, OverlayKeeper, frame_score
+from perception.ros_format.outputs import colorize_output, output_encoding, published_array
 from perception.runtime.frames import resize_output
 
 __all__ = ["ReplayOptions", "FrameRecord", "ReplayResult", "replay", "output_topics",
@@ -186,29 +187,6 @@ def path_msg(points: np.ndarray | None, header: Any, frame_id: str, typestore: A
     return make_path(pts, hdr, typestore, heading=True)
 
 
-def _encoding_of(array: np.ndarray) -> str:
-    if array.dtype == np.uint8 and array.ndim == 2:
-        return "mono8"
-    if array.dtype == np.uint8 and array.ndim == 3 and array.shape[2] == 3:
-        return "bgr8"
-    if array.dtype == np.float32:
-        return "32FC1" if array.ndim == 2 else f"32FC{array.shape[2]}"
-    return "passthrough"
-
-
-def _colorize(kind: Any, cfg: Any, raw: np.ndarray, output: np.ndarray,
-              size: tuple[int, int]) -> np.ndarray:
-    """The node's colour image (blend 0): coloured at network resolution, then resized."""
-    h, w = size
-    if raw.ndim != 2:
-        color = kind.colorize(output, cfg)
-    else:
-        color = kind.colorize(raw, cfg)
-        interp = cv2.INTER_NEAREST if kind.output_type == "ids" else cv2.INTER_LINEAR
-        color = cv2.resize(color, (w, h), interpolation=interp)
-    return np.ascontiguousarray(color, dtype=np.uint8)
-
-
 # --------------------------------------------------------------------------------------------
 # scoring
 
@@ -309,15 +287,15 @@ class _Sink:
         sample = self.gt(index, frame) if self.metrics is not None else None
         scored: dict[str, np.ndarray] = {}
         if sample is not None:
-            self.seen |= _score(self.engine.model, logits, [sample], self.cfgs, self.metrics)
+            self.seen |= score_outputs(self.engine.model, logits, [sample], self.cfgs, self.metrics)
             row, preds, targets = self.metrics.last
             record.metrics = row
             record.score = frame_score(row, self.specs)
             if "depth" in preds and self.specs.get("depth", {}).get("kind") == "depth":
                 self.depth_bins.update(preds["depth"], targets["depth"],
                                        self.specs["depth"].get("max_depth"))
-            # Labels at the network resolution: _score post-processed exactly what the outputs
-            # need (same logits, same call); reuse it instead of a second argmax per task.
+            # Labels at the network resolution: score_outputs post-processed exactly what the
+            # outputs need (same logits, same call); reuse it instead of a second argmax per task.
             merged = bool(sample.get("meta", {}).get("drivable_binary"))
             scored = {n: p for n, p in preds.items() if p.shape == tuple(self.engine.input_size)
                       and not (merged and self.kinds[n][1].kind == "drivable")}
@@ -333,13 +311,11 @@ class _Sink:
             if raw is None:
                 raw = kind.postprocess(logits[name], cfg)[0].cpu().numpy()  # network resolution
             raws[name] = raw
-            out = resize_output(raw, size, kind.output_type)
-            if out.ndim == 3 and out.shape[0] == 3 and out.shape[2] != 3:
-                out = out.transpose(1, 2, 0)  # [3, H, W] vectors (normals) -> 32FC3
+            out = published_array(resize_output(raw, size, kind.output_type))
             self.writer.write_message(f"{ns}/{name}", stamp_ns,
-                                      make_image(out, header, _encoding_of(out), self.ts))
+                                      make_image(out, header, output_encoding(out) or "passthrough", self.ts))
             if name in self.options.color_tasks:
-                color = _colorize(kind, cfg, raw, out, size)
+                color = colorize_output(kind, cfg, raw, out, size=size)
                 self.writer.write_message(f"{ns}/{name}/color", stamp_ns,
                                           make_image(color, header, "bgr8", self.ts))
         if self.with_path and "lanes" in raws:

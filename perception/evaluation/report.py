@@ -25,7 +25,8 @@ import math
 import os
 import shutil
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -437,6 +438,28 @@ def _markdown(result: ReplayResult, data: Mapping[str, Any], figures: Mapping[st
     return "\n".join(lines).rstrip() + "\n"
 
 
+@contextmanager
+def _staged_dir(out: Path, overwrite: bool) -> Iterator[Path]:
+    """A hidden sibling of ``out`` to write the report into, renamed into place when the block
+    succeeds and removed otherwise, so an interrupted report leaves nothing.
+
+    Raises:
+        DataError: ``out`` exists and not ``overwrite``.
+    """
+    if out.exists() and not overwrite:
+        raise DataError(f"report directory {out} exists already; remove it or pass --overwrite")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_report(result: ReplayResult, out_dir: str | os.PathLike[str], *,
                  title: str | None = None, extra: Mapping[str, Any] | None = None,
                  overwrite: bool = False) -> Path:
@@ -452,12 +475,7 @@ def write_report(result: ReplayResult, out_dir: str | os.PathLike[str], *,
     from perception.training.run_dir import write_json
 
     out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise DataError(f"report directory {out} exists already; remove it or pass --overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
-    try:
+    with _staged_dir(out, overwrite) as tmp:
         data = report_json(result, extra)
         write_json(tmp / "metrics.json", data)
         figures: dict[str, str] = {}
@@ -483,11 +501,6 @@ def write_report(result: ReplayResult, out_dir: str | os.PathLike[str], *,
                 figures["overlays.png"] = caption
         text = _markdown(result, data, figures, title or f"Replay of {result.input.name}")
         (tmp / "report.md").write_text(text, encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -513,12 +526,7 @@ def write_live_report(summary: Mapping[str, Any], out_dir: str | os.PathLike[str
     from perception.training.run_dir import write_json
 
     out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise DataError(f"report directory {out} exists already; remove it or pass --overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
-    try:
+    with _staged_dir(out, overwrite) as tmp:
         lat = list(summary["latency_ms"])
         stats = {"p50_ms": float(np.percentile(lat, 50)) if lat else None,
                  "p95_ms": float(np.percentile(lat, 95)) if lat else None,
@@ -559,9 +567,4 @@ def write_live_report(summary: Mapping[str, Any], out_dir: str | os.PathLike[str
         if lat:
             lines += ["", "![live latency](latency.png)"]
         (tmp / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -23,7 +23,7 @@ from perception.evaluation.evaluate import evaluate
 from perception.evaluation.replay import ReplayOptions, replay
 from perception.evaluation.report import write_report
 from perception.runtime.engine import PerceptionEngine
-from perception.training.bundle import load_model
+from perception.training.model_file import load_model
 
 # The shared session fixtures (test_replay_world.py), found by pytest as module attributes.
 replay_world, one_thread = world.replay_world, world.one_thread
@@ -269,6 +269,7 @@ def test_lane_path_is_the_nodes() -> None:
     pytest.importorskip("rclpy")
     from perception.evaluation.bag_io import make_header
     from perception.evaluation.replay import ego_lane_centre, path_msg
+    from ros2_nodes import convert
     from ros2_nodes import perception_node as node
 
     xs = np.linspace(3.0, 30.0, 12)
@@ -283,7 +284,7 @@ def test_lane_path_is_the_nodes() -> None:
     points = ego_lane_centre([right, left])
     header = make_header(1_700_000_000_123_456_789, "cam")
     ours = path_msg(points, header, "base_link", TS)
-    theirs = node._path_msg(points, header, "base_link")
+    theirs = convert.path_msg(points, header, "base_link")
     assert len(ours.poses) == len(theirs.poses) > 5
     assert (ours.header.frame_id, ours.header.stamp.sec, ours.header.stamp.nanosec) == (
         theirs.header.frame_id, theirs.header.stamp.sec, theirs.header.stamp.nanosec)

@@ -17,7 +17,7 @@ from perception.config import load_config
 from perception.data.synthetic import SynthConfig, write_dataset
 from perception.data.synthetic.bag_writer import write_bag
 from perception.models.network import MultiTaskNet
-from perception.training.bundle import save_model
+from perception.training.model_file import save_model
 
 SIZE = (64, 128)  # model input and synthetic frame size: small keeps the tests fast on 2 cores
 FRAMES, FPS, SEED = 6, 10.0, 5
