@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import yaml
 
 from perception.errors import ConfigError
+from perception.yaml_io import safe_load
 
 __all__ = [
     "EncoderConfig",
@@ -244,7 +245,7 @@ def find_config(name_or_path: str | Path) -> Path:
 def load_config(name_or_path: str | Path) -> ModelConfig:
     path = find_config(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     return model_config_from_dict(data, where=str(path))

@@ -73,7 +73,8 @@ def run_verify(args: argparse.Namespace) -> int:
 
     from perception.config import load_config
     from perception.models.network import MultiTaskNet
-    from perception.training.bundle import bundle_problems, load_weights, read_bundle
+    from perception.training.bundle import bundle_problems, read_bundle
+    from perception.training.model_file import load_weights
 
     bundle = read_bundle(args.path)
     cfg = load_config(args.config)

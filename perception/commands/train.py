@@ -56,12 +56,15 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="base multi-task training (AdamW, cosine, checkpoints, torchrun)",
                        description="Train the base tasks of a model config on a dataset.")
-    p.add_argument("--config", default="tiny", help="shipped config name or YAML path (default tiny)")
+    p.add_argument("--config", help="shipped config name or YAML path (default tiny)")
     p.add_argument("--input-size", metavar="HxW", help="override the config's input size (multiples of 32)")
     p.add_argument("--tasks", metavar="A,B", help="train only these tasks of the config (default: all)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. adapter.dropout=0.0 (repeatable; VALUE is YAML)")
     p.add_argument("--swin-weights", metavar="PATH", help="local Swin checkpoint (timm/official/HF) for the trunk")
+    p.add_argument("--init", metavar="MODEL",
+                   help="continue training a saved model (a model file such as the shipped default, a run "
+                        "directory or a checkpoint directory): its config and all its weights; excludes --config, --input-size, --tasks, --set and --swin-weights")
     p.add_argument("--mode", choices=("auto", "base", "full"), default="auto",
                    help="base: the paper's set (LoRA, norms, prompts, branch, decoders) on frozen Swin weights; "
                         "full: everything. auto (default): base with --swin-weights, else full (a random "
@@ -149,22 +152,34 @@ def run(args: argparse.Namespace) -> int:
 
     from perception.config import load_config
     from perception.data.synthetic.config import parse_size
+    from perception.errors import ConfigError
     from perception.models.checkpoint import load_swin_weights
     from perception.models.network import MultiTaskNet
+    from perception.training.run_dir import load_model_from
     from perception.training.trainer import Trainer
 
+    if args.init:
+        clash = [flag for flag, given in (("--config", args.config), ("--input-size", args.input_size),
+                                          ("--tasks", args.tasks), ("--set", args.set),
+                                          ("--swin-weights", args.swin_weights)) if given]
+        if clash:
+            raise ConfigError(f"--init takes the config and weights of {args.init!r}; drop {', '.join(clash)}")
     info = setup_runtime(args)
     try:
-        cfg = load_config(args.config)
-        if args.input_size:
-            cfg = cfg.replace(input_size=list(parse_size(args.input_size)))
-        cfg = apply_overrides(cfg, args.set)
-        if args.tasks:
-            keep = [t.strip() for t in args.tasks.split(",") if t.strip()]
-            cfg = cfg.replace(tasks=[asdict(cfg.task(t)) for t in keep])
+        if args.init:
+            model = load_model_from(args.init).train()
+            cfg = model.cfg
+        else:
+            cfg = load_config(args.config or "tiny")
+            if args.input_size:
+                cfg = cfg.replace(input_size=list(parse_size(args.input_size)))
+            cfg = apply_overrides(cfg, args.set)
+            if args.tasks:
+                keep = [t.strip() for t in args.tasks.split(",") if t.strip()]
+                cfg = cfg.replace(tasks=[asdict(cfg.task(t)) for t in keep])
+            model = MultiTaskNet(cfg)
         train_cfg = train_config_from(args)
         run_dir = open_run(args, info)
-        model = MultiTaskNet(cfg)
         layout = load_swin_weights(model.encoder, args.swin_weights) if args.swin_weights else None
         train_set, val_set = open_datasets(args)
         mode = args.mode if args.mode != "auto" else ("base" if args.swin_weights else "full")
@@ -172,8 +187,9 @@ def run(args: argparse.Namespace) -> int:
                           dist_info=info)
         if run_dir is not None:
             run_dir.write_config(cfg, {
-                "command": "tadp " + " ".join(sys.argv[1:]), "mode": mode, "config": args.config,
-                "train": args.train, "val": args.val, "swin_weights": args.swin_weights, "swin_layout": layout,
+                "command": "tadp " + " ".join(sys.argv[1:]), "mode": mode,
+                "config": args.config or (None if args.init else "tiny"),
+                "train": args.train, "val": args.val, "init": args.init, "swin_weights": args.swin_weights, "swin_layout": layout,
                 "world_size": info.world, "train_samples": len(train_set), "steps": trainer.total_steps,
                 "steps_per_epoch": trainer.steps_per_epoch, "settings": asdict(train_cfg)})
         record = trainer.fit(resume_from=args.out if args.resume else None)

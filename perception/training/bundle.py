@@ -1,5 +1,6 @@
-"""Task bundles, the unit of hot-loading (DESIGN §3), and the full-model file the default model
-ships as. Nothing here ever unpickles: weights are safetensors, manifests YAML/JSON.
+"""Task bundles, the unit of hot-loading (DESIGN §3). Nothing here ever unpickles: weights are
+safetensors, manifests YAML/JSON. The full-model file the default model ships as is
+``model_file.py``.
 
 A bundle is a directory ``<name>.tadtask/`` holding ``manifest.yaml`` and ``weights.safetensors``
 (or one ``.safetensors`` file whose metadata carries the manifest as JSON). It holds only the
@@ -22,7 +23,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +31,26 @@ import numpy as np
 import torch
 import yaml
 
-from perception import __version__
 from perception.config import (
-    AdapterConfig,
     DecoderConfig,
     EncoderConfig,
     ModelConfig,
     TaskConfig,
-    from_dict,
-    model_config_from_dict,
 )
-from perception.errors import BundleError, CheckpointError, ConfigError, PerceptionError
+from perception.errors import BundleError, PerceptionError
 from perception.models.network import BASE_GROUP, MultiTaskNet, TaskHead
 from perception.models.tadformer import BranchParams
 from perception.tasks import TASK_KINDS
+from perception.training._artifact import (
+    FORMAT_VERSION,
+    counted,
+    plain,
+    shortened,
+    tensor_problems,
+)
+
+# Re-exported from their old home: perception.runtime and commands/train.py import them from here.
+from perception.training.bundle_manifest import ADAPTERS, BundleManifest, parse_manifest
 from perception.training.fingerprint import (
     PICKLE_SUFFIXES,
     cpu_copy,
@@ -57,55 +64,18 @@ from perception.training.fingerprint import (
     trunk_fingerprint,
     write_atomic,
 )
+from perception.training.model_file import load_model, load_weights, save_model
+from perception.yaml_io import safe_load
 
 __all__ = ["FORMAT_VERSION", "ADAPTERS", "BundleManifest", "Bundle", "export_bundle",
            "save_bundle", "write_bundle", "read_bundle", "bundle_problems", "verify_bundle",
            "load_bundle_into", "save_model", "load_model", "load_weights"]
 
-FORMAT_VERSION = 1
-ADAPTERS = ("tadformer", "mtlora", "fusion", "decoder")
 BUNDLE_SUFFIX = ".tadtask"
 MANIFEST_NAME = "manifest.yaml"
 WEIGHTS_NAME = "weights.safetensors"
 METADATA_KEY = "tadp_bundle_manifest"  # single-file variant: manifest JSON in the metadata
 _ADAPTER_OF_VARIANT = {"tadformer": "tadformer", "mtlora": "mtlora", "none": "decoder"}
-_SHOWN = 6  # problems of one kind listed before "+N more"
-
-
-# -- manifest ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BundleManifest:
-    """What a bundle declares about itself (``manifest.yaml``), format version 1."""
-
-    name: str
-    kind: str
-    adapter: str  # one of ADAPTERS
-    task: TaskConfig
-    class_names: tuple[str, ...]
-    colors_bgr: tuple[tuple[int, int, int], ...]  # per class id; () for continuous outputs
-    output_type: str  # "ids" | "metres" | "vectors"
-    rank: int  # shared LoRA rank of the trunk it was trained on
-    input_size: tuple[int, int]  # (H, W) it was trained/validated at; informational
-    model: dict[str, Any]  # {"name", "encoder", "adapter", "decoder"} of that model's config
-    sources: tuple[str, ...]  # fused tasks, in order (fusion only)
-    trunk_fingerprint: str
-    task_fingerprint: str  # of the bundled tensors (see fingerprint.py)
-    source_fingerprints: dict[str, str]  # {source: branch fingerprint} (fusion only)
-    tensors: dict[str, dict[str, Any]]  # {key: {"shape": [...], "dtype": "float32"}}
-    num_params: int
-    metrics: dict[str, Any] = field(default_factory=dict)  # validation metrics, flat
-    created_by: str = f"tad_perception {__version__}"
-    weights_sha256: str | None = None  # of weights.safetensors; None in the single-file variant
-    format_version: int = FORMAT_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["task"] = _plain(asdict(self.task))
-        order = ["format_version", "name", "kind", "adapter", "task", "class_names", "colors_bgr",
-                 "output_type", "rank", "input_size", "model", "sources", "trunk_fingerprint",
-                 "task_fingerprint", "source_fingerprints", "metrics", "num_params",
-                 "created_by", "weights_sha256", "tensors"]
-        return {k: _plain(data[k]) for k in order}
 
 
 @dataclass
@@ -125,134 +95,6 @@ class Bundle:
         return f"bundle {str(self.path)!r}" if self.path else f"bundle {self.name!r}"
 
 
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_hex64(v: Any) -> bool:
-    return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
-
-
-def parse_manifest(data: Any, where: str) -> BundleManifest:
-    """Validate a manifest mapping field by field; every problem is listed in one error.
-
-    Raises:
-        BundleError: the manifest is not a mapping, is from a newer format, or has bad fields.
-    """
-    if not isinstance(data, Mapping):
-        raise BundleError(f"{where}: manifest must be a mapping, got {type(data).__name__}")
-    version = data.get("format_version")
-    if not _is_int(version) or version < 1:
-        raise BundleError(f"{where}: manifest field 'format_version' must be an integer >= 1, "
-                          f"got {version!r}")
-    if version > FORMAT_VERSION:
-        raise BundleError(f"{where}: format_version {version} is newer than this tool reads "
-                          f"(up to {FORMAT_VERSION}, tad_perception {__version__}); upgrade "
-                          "tad_perception to load it")
-    bad: list[str] = []
-    known = set(BundleManifest.__dataclass_fields__)
-    if unknown := sorted(set(data) - known):
-        bad.append(f"unknown fields {unknown}")
-    if missing := sorted(k for k in known - set(data) if k not in ("metrics", "created_by")):
-        raise BundleError(f"{where}: manifest is missing fields {missing}")
-
-    def check(key: str, ok: bool, want: str) -> None:
-        if not ok:
-            bad.append(f"field {key!r} must be {want}, got {data[key]!r}")
-
-    d = data
-    check("name", isinstance(d["name"], str) and d["name"].replace("_", "").isalnum()
-          and d["name"][:1].isalpha(), "a task name (letters, digits, _)")
-    check("kind", isinstance(d["kind"], str) and bool(d["kind"]), "a task kind name")
-    check("adapter", d["adapter"] in ADAPTERS, f"one of {list(ADAPTERS)}")
-    check("class_names", isinstance(d["class_names"], list)
-          and all(isinstance(c, str) for c in d["class_names"]), "a list of strings")
-    check("colors_bgr", isinstance(d["colors_bgr"], list) and all(
-        isinstance(c, list) and len(c) == 3 and all(_is_int(x) and 0 <= x <= 255 for x in c)
-        for c in d["colors_bgr"]), "a list of [b, g, r] integers 0..255")
-    check("output_type", isinstance(d["output_type"], str), "a string")
-    check("rank", _is_int(d["rank"]) and d["rank"] >= 0, "an integer >= 0")
-    check("input_size", isinstance(d["input_size"], list) and len(d["input_size"]) == 2
-          and all(_is_int(x) and x > 0 for x in d["input_size"]), "[height, width] in pixels")
-    check("sources", isinstance(d["sources"], list)
-          and all(isinstance(s, str) for s in d["sources"]), "a list of task names")
-    check("trunk_fingerprint", _is_hex64(d["trunk_fingerprint"]), "a sha256 hex digest")
-    check("task_fingerprint", _is_hex64(d["task_fingerprint"]), "a sha256 hex digest")
-    check("source_fingerprints", isinstance(d["source_fingerprints"], Mapping)
-          and all(_is_hex64(v) for v in d["source_fingerprints"].values()),
-          "a mapping {source task: sha256 hex digest}")
-    check("tensors", isinstance(d["tensors"], Mapping) and all(
-        isinstance(v, Mapping) and set(v) == {"shape", "dtype"} and isinstance(v["shape"], list)
-        and all(_is_int(x) and x >= 0 for x in v["shape"]) and isinstance(v["dtype"], str)
-        for v in d["tensors"].values()), "a mapping {key: {shape: [ints], dtype: name}}")
-    check("num_params", _is_int(d["num_params"]) and d["num_params"] >= 0, "an integer >= 0")
-    check("weights_sha256", d["weights_sha256"] is None or _is_hex64(d["weights_sha256"]),
-          "a sha256 hex digest or null")
-    metrics = d.get("metrics") or {}
-    if not isinstance(metrics, Mapping) or not all(
-            isinstance(v, (int, float, str, bool)) or v is None for v in metrics.values()):
-        bad.append("field 'metrics' must be a flat mapping of numbers/strings/null, got "
-                   f"{metrics!r}")
-    task = d["task"]
-    if not isinstance(task, Mapping):
-        bad.append(f"field 'task' must be a task config mapping, got {task!r}")
-        task = None
-    else:
-        try:
-            task = from_dict(TaskConfig, task, "field 'task'")
-        except ConfigError as err:
-            bad.append(str(err))
-            task = None
-    model = d["model"]
-    if not isinstance(model, Mapping) or not isinstance(model.get("name"), str):
-        bad.append("field 'model' must be a mapping with name/encoder/adapter/decoder, got "
-                   f"{model!r}")
-    else:
-        for key, cls in (("encoder", EncoderConfig), ("adapter", AdapterConfig),
-                         ("decoder", DecoderConfig)):
-            try:
-                from_dict(cls, model.get(key), f"field 'model.{key}'")
-            except ConfigError as err:
-                bad.append(str(err))
-    if not bad:  # cross-field rules, once every field has the right type
-        name, sources = d["name"], d["sources"]
-        if task is not None and (task.name != name or task.kind != d["kind"]):
-            bad.append(f"field 'task' names {task.name!r} ({task.kind}) but the bundle is "
-                       f"{name!r} ({d['kind']})")
-        if (d["adapter"] == "fusion") != bool(sources):
-            bad.append(f"adapter {d['adapter']!r} with sources {sources}: fusion bundles, and "
-                       "only they, name their source tasks")
-        if set(d["source_fingerprints"]) != set(sources):
-            bad.append(f"source_fingerprints cover {sorted(d['source_fingerprints'])} but sources "
-                       f"are {sources}")
-        prefixes = (f"tasks.{name}.",) + ((f"groups.{name}.",) if d["adapter"] == "tadformer"
-                                          else ())
-        if stray := sorted(k for k in d["tensors"] if not k.startswith(prefixes)):
-            bad.append(f"tensors outside the task ({' or '.join(p + '*' for p in prefixes)}): "
-                       f"{_short(stray)}")
-    if bad:
-        raise BundleError(f"{where}: malformed manifest: " + "; ".join(bad))
-    return BundleManifest(
-        name=d["name"], kind=d["kind"], adapter=d["adapter"], task=task,
-        class_names=tuple(d["class_names"]), colors_bgr=tuple(tuple(c) for c in d["colors_bgr"]),
-        output_type=d["output_type"], rank=d["rank"], input_size=tuple(d["input_size"]),
-        model=_plain(model), sources=tuple(sources), trunk_fingerprint=d["trunk_fingerprint"],
-        task_fingerprint=d["task_fingerprint"],
-        source_fingerprints=dict(d["source_fingerprints"]), tensors=_plain(d["tensors"]),
-        num_params=d["num_params"], metrics=dict(metrics),
-        created_by=str(d.get("created_by", "unknown")), weights_sha256=d["weights_sha256"],
-        format_version=version)
-
-
-# -- export and write ----------------------------------------------------------------------------
 def _adapter_of(model: MultiTaskNet, name: str) -> str:
     head = model.tasks[name]
     if head.is_fusion:
@@ -305,7 +147,7 @@ def export_bundle(model: MultiTaskNet, name: str, metrics: Mapping[str, Any] | N
         name=name, kind=head.cfg.kind, adapter=adapter, task=head.cfg,
         class_names=tuple(class_names), colors_bgr=tuple(tuple(c) for c in colors),
         output_type=output_type, rank=cfg.adapter.rank, input_size=cfg.input_size,
-        model={"name": cfg.name, **{k: _plain(asdict(getattr(cfg, k)))
+        model={"name": cfg.name, **{k: plain(asdict(getattr(cfg, k)))
                                     for k in ("encoder", "adapter", "decoder")}},
         sources=head.sources, trunk_fingerprint=trunk_fp or trunk_fingerprint(model),
         task_fingerprint="", tensors={},
@@ -328,10 +170,8 @@ def _sealed(bundle: Bundle, weights_sha256: str | None = None) -> Bundle:
     return Bundle(manifest, bundle.tensors, bundle.path)
 
 
-def _refuse_pickle(path: Path, head: bytes, what: str) -> None:
-    err_cls = BundleError if what == "bundle" else CheckpointError
-    fix = "save_bundle() (safetensors)" if what == "bundle" else "save_model() (safetensors)"
-    refuse_pickle(path, head, what=what, fix=fix, err_cls=err_cls)
+def _refuse_pickle(path: Path, head: bytes) -> None:
+    refuse_pickle(path, head, what="bundle", fix="save_bundle() (safetensors)", err_cls=BundleError)
 
 
 def _bundle_target(path: str | Path, name: str) -> Path:
@@ -425,15 +265,15 @@ def read_bundle(path: str | Path) -> Bundle:
         if not weights.is_file():
             pickles = sorted(p.name for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
             if pickles:
-                _refuse_pickle(path / pickles[0], b"", "bundle")
+                _refuse_pickle(path / pickles[0], b"")
             raise BundleError(f"{where} has no {WEIGHTS_NAME}")
         if not manifest_path.is_file():
             raise BundleError(f"{where} has no {MANIFEST_NAME}")
         data = weights.read_bytes()
-        _refuse_pickle(weights, data[:16], "bundle")
+        _refuse_pickle(weights, data[:16])
         tensors, _ = parse_safetensors(data, weights, BundleError)
         try:
-            raw = yaml.safe_load(manifest_path.read_text())
+            raw = safe_load(manifest_path.read_text())
         except (yaml.YAMLError, UnicodeDecodeError) as err:
             raise BundleError(f"{where}: {MANIFEST_NAME} is not valid (safe) YAML: {err}") from err
         manifest = parse_manifest(raw, where)
@@ -448,7 +288,7 @@ def read_bundle(path: str | Path) -> Bundle:
     else:
         with path.open("rb") as f:
             head = f.read(16)
-        _refuse_pickle(path, head, "bundle")
+        _refuse_pickle(path, head)
         if path.suffix != ".safetensors":
             raise BundleError(f"{where} is neither a <name>{BUNDLE_SUFFIX} directory nor a "
                               ".safetensors single-file bundle")
@@ -475,15 +315,15 @@ def _check_index(manifest: BundleManifest, tensors: Mapping[str, torch.Tensor], 
     index = manifest.tensors
     problems = []
     if missing := sorted(set(index) - set(tensors)):
-        problems.append(f"missing from the weights file: {_short(missing)}")
+        problems.append(f"missing from the weights file: {shortened(missing)}")
     if extra := sorted(set(tensors) - set(index)):
-        problems.append(f"in the weights file but not the manifest: {_short(extra)}")
+        problems.append(f"in the weights file but not the manifest: {shortened(extra)}")
     diff = [f"{k}: manifest {index[k]['shape']} {index[k]['dtype']} vs file "
             f"{list(tensors[k].shape)} {dtype_name(tensors[k].dtype)}"
             for k in sorted(set(index) & set(tensors))
             if index[k] != {"shape": list(tensors[k].shape), "dtype": dtype_name(tensors[k].dtype)}]
     if diff:
-        problems.append(f"shape/dtype differ: {_short(diff)}")
+        problems.append(f"shape/dtype differ: {shortened(diff)}")
     if problems:
         raise BundleError(f"{where}: tensor index does not match the weights: "
                           + "; ".join(problems))
@@ -511,7 +351,7 @@ def _config_diffs(m: BundleManifest, cfg: ModelConfig) -> list[str]:
             "decoder": list(DecoderConfig.__dataclass_fields__)}
     out = []
     for section, names in keys.items():
-        mine, theirs = _plain(asdict(getattr(cfg, section))), m.model.get(section) or {}
+        mine, theirs = plain(asdict(getattr(cfg, section))), m.model.get(section) or {}
         out += [f"{section}.{k}: bundle {theirs.get(k)!r} vs model {mine[k]!r}"
                 for k in names if k in theirs and theirs[k] != mine[k]]
     return out
@@ -539,7 +379,7 @@ def bundle_problems(bundle: Bundle, model: MultiTaskNet, *, trunk_fp: str | None
                         f"(it takes {want!r} and 'fusion' bundles)")
     if diffs := _config_diffs(m, model.cfg):
         problems.append(f"model settings differ from the ones the bundle was trained with: "
-                        f"{_short(diffs)}")
+                        f"{shortened(diffs)}")
     if check_fingerprints:
         try:
             fp = trunk_fp or trunk_fingerprint(model)
@@ -571,26 +411,8 @@ def bundle_problems(bundle: Bundle, model: MultiTaskNet, *, trunk_fp: str | None
         except (PerceptionError, ValueError, RuntimeError) as err:
             problems.append(f"cannot build a head for task config {m.task}: {err}")
         else:
-            problems += _tensor_problems(expected, bundle.tensors)
+            problems += tensor_problems(expected, bundle.tensors)
     return problems
-
-
-def _tensor_problems(expected: Mapping[str, tuple[list[int], str]],
-                     tensors: Mapping[str, torch.Tensor]) -> list[str]:
-    out = []
-    if missing := sorted(set(expected) - set(tensors)):
-        out.append(f"{_count(missing, 'missing tensor')}: {_short(missing)}")
-    if unexpected := sorted(set(tensors) - set(expected)):
-        out.append(f"{_count(unexpected, 'unexpected tensor')}: {_short(unexpected)}")
-    wrong = []
-    for k in sorted(set(expected) & set(tensors)):
-        shape, dtype = expected[k]
-        got = (list(tensors[k].shape), dtype_name(tensors[k].dtype))
-        if got != (shape, dtype):
-            wrong.append(f"{k} is {got[0]} {got[1]}, expected {shape} {dtype}")
-    if wrong:
-        out.append(f"{_count(wrong, 'tensor')} with the wrong shape/dtype: {_short(wrong)}")
-    return out
 
 
 def verify_bundle(bundle: Bundle, model: MultiTaskNet, *, trunk_fp: str | None = None,
@@ -604,7 +426,7 @@ def verify_bundle(bundle: Bundle, model: MultiTaskNet, *, trunk_fp: str | None =
                                check_fingerprints=check_fingerprints)
     if problems:
         raise BundleError(f"{bundle.where} does not fit this model "
-                          f"({_count(problems, 'problem')}):\n"
+                          f"({counted(problems, 'problem')}):\n"
                           + "\n".join(f"  - {p}" for p in problems))
 
 
@@ -626,7 +448,7 @@ def load_bundle_into(model: MultiTaskNet, bundle: Bundle, *, trunk_fp: str | Non
         own = task_tensors(model, m.name)
         if set(own) != set(bundle.tensors):
             odd = sorted(set(own) ^ set(bundle.tensors))
-            raise BundleError(f"the built task and the bundle differ in tensors {_short(odd)}")
+            raise BundleError(f"the built task and the bundle differ in tensors {shortened(odd)}")
         with torch.no_grad():
             for k, v in bundle.tensors.items():
                 state[k].copy_(v)
@@ -642,107 +464,3 @@ def load_bundle_into(model: MultiTaskNet, bundle: Bundle, *, trunk_fp: str | Non
         raise BundleError(f"loading {bundle.where} failed after add_task: {err}; the task was "
                           "removed again, so the model is unchanged") from err
     return head
-
-
-# -- the full model: safetensors + YAML manifest ---------------------------------------------
-def _model_manifest_path(path: Path) -> tuple[Path, Path]:
-    if path.suffix in (".yaml", ".yml"):
-        return path.with_suffix(".safetensors"), path
-    return path, path.with_suffix(".yaml")
-
-
-def save_model(model: MultiTaskNet, path: str | Path) -> Path:
-    """Write the whole model as ``X.safetensors`` plus ``X.yaml`` (config, added tasks, trunk
-    fingerprint, weights sha256). LoRA must be unmerged. Returns the weights path.
-
-    Raises:
-        BundleError: the model's LoRA is merged.
-    """
-    from safetensors.torch import save as st_save
-
-    weights, manifest_path = _model_manifest_path(Path(path))
-    fp = trunk_fingerprint(model)
-    base = [h.cfg for n, h in model.tasks.items() if h.group == BASE_GROUP and not h.is_fusion]
-    added = [{"task": _plain(asdict(h.cfg)), "own_group": h.group == n, "sources": list(h.sources)}
-             for n, h in model.tasks.items() if not (h.group == BASE_GROUP and not h.is_fusion)]
-    config = model.cfg.to_dict()
-    config["tasks"] = [_plain(asdict(t)) for t in base]
-    blob = st_save(cpu_copy(model.state_dict()))
-    manifest = {"format_version": FORMAT_VERSION, "kind": "tadp_model", "config": config,
-                "added_tasks": added, "trunk_fingerprint": fp,
-                "weights_sha256": hashlib.sha256(blob).hexdigest(),
-                "created_by": f"tad_perception {__version__}"}
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(weights, blob)  # weights first: the manifest's sha256 then names them
-    write_atomic(manifest_path, yaml.safe_dump(manifest, sort_keys=False,
-                                                default_flow_style=None, width=100).encode())
-    return weights
-
-
-def load_weights(model: MultiTaskNet, path: str | Path, *, sha256: str | None = None) -> None:
-    """Copy a full-model safetensors state dict into ``model``; every key must match exactly.
-
-    Raises:
-        CheckpointError: pickle file, corrupt file, sha256 mismatch, or keys/shapes that differ.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"model weights {str(path)!r} do not exist")
-    data = path.read_bytes()
-    _refuse_pickle(path, data[:16], "model")
-    sd, _ = parse_safetensors(data, path, CheckpointError)
-    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-        raise CheckpointError(f"model weights {str(path)!r} do not match the sha256 in their "
-                              "manifest; the file was modified or damaged")
-    problems = _tensor_problems(tensor_index(model.state_dict()), sd)
-    if problems:
-        raise CheckpointError(f"model weights {str(path)!r} do not fit this model "
-                              f"({model.cfg.name}, tasks {model.task_names()}): "
-                              + "; ".join(problems))
-    model.load_state_dict(sd, strict=True)
-
-
-def load_model(path: str | Path) -> MultiTaskNet:
-    """Build a model from a :func:`save_model` pair (``X.safetensors`` or ``X.yaml``), in eval
-    mode. The trunk fingerprint is checked after loading.
-
-    Raises:
-        CheckpointError: missing/malformed manifest, bad weights (see :func:`load_weights`).
-    """
-    weights, manifest_path = _model_manifest_path(Path(path))
-    if not manifest_path.is_file():
-        raise CheckpointError(f"model manifest {str(manifest_path)!r} does not exist (expected "
-                              f"beside {weights.name})")
-    try:
-        raw = yaml.safe_load(manifest_path.read_text())
-    except yaml.YAMLError as err:
-        raise CheckpointError(f"{manifest_path}: not valid (safe) YAML: {err}") from err
-    if not isinstance(raw, Mapping) or raw.get("kind") != "tadp_model":
-        raise CheckpointError(f"{manifest_path} is not a tad_perception model manifest")
-    version = raw.get("format_version")
-    if not _is_int(version) or not 1 <= version <= FORMAT_VERSION:
-        raise CheckpointError(f"{manifest_path}: format_version {version!r} is not supported "
-                              f"(this tool reads 1..{FORMAT_VERSION}); upgrade tad_perception")
-    try:
-        cfg = model_config_from_dict(raw.get("config"), where=str(manifest_path))
-        with torch.random.fork_rng(devices=[]):
-            model = MultiTaskNet(cfg)
-            for i, item in enumerate(raw.get("added_tasks") or []):
-                task = from_dict(TaskConfig, item["task"], f"{manifest_path}: added_tasks[{i}]")
-                model.add_task(task, own_group=bool(item.get("own_group", True)),
-                               sources=tuple(item.get("sources") or ()))
-    except (ConfigError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{manifest_path}: cannot build the model: {err}") from err
-    load_weights(model, weights, sha256=raw.get("weights_sha256"))
-    if raw.get("trunk_fingerprint") not in (None, trunk_fingerprint(model)):
-        raise CheckpointError(f"{weights}: loaded trunk does not match the manifest's fingerprint")
-    return model.eval()
-
-
-def _count(items: list, noun: str) -> str:
-    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
-
-
-def _short(items: list[str], n: int = _SHOWN) -> str:
-    head = ", ".join(items[:n])
-    return head + (f" ... (+{len(items) - n} more)" if len(items) > n else "")

@@ -10,7 +10,7 @@ Layout::
     RUN/metric_curves.png      validation metrics per epoch, one panel per task
     RUN/checkpoints/last/      resume point (model + optimizer + trainer state)
     RUN/checkpoints/best/      lowest validation loss
-    RUN/model.safetensors      final weights, with RUN/model.yaml (``bundle.save_model``)
+    RUN/model.safetensors      final weights, with RUN/model.yaml (``model_file.save_model``)
     RUN/metrics.json           final validation metrics
     RUN/<task>.tadtask/        ``tadp train-task`` only: the task bundle (``bundle.save_bundle``)
     RUN/freeze.json            ``tadp train-task`` only: the freeze proof
@@ -75,13 +75,13 @@ def load_model_from(path: str | Path) -> Any:
     """A :class:`MultiTaskNet` (eval mode) from any model a user points at.
 
     Accepted: a ``save_model`` file (``X.safetensors`` / ``X.yaml``, see
-    :mod:`perception.training.bundle`); a run directory (its ``model.safetensors``, else its best or
+    :mod:`perception.training.model_file`); a run directory (its ``model.safetensors``, else its best or
     last checkpoint); a checkpoint directory (``config.yaml`` + ``model.safetensors``).
 
     Raises:
         ConfigError: nothing loadable at ``path``. CheckpointError: weights do not fit.
     """
-    from perception.training.bundle import load_model
+    from perception.training.model_file import load_model
 
     path = Path(path)
     if path.is_file():

@@ -559,10 +559,10 @@ class Trainer:
 
     def export(self, metrics: Mapping[str, Any] | None = None) -> Path | None:
         """Final weights of a base run: ``RUN/model.safetensors`` + ``RUN/model.yaml``
-        (:func:`perception.training.bundle.save_model`) and ``RUN/metrics.json`` (rank 0)."""
+        (:func:`perception.training.model_file.save_model`) and ``RUN/metrics.json`` (rank 0)."""
         if self.run is None or not self.dist.main:
             return None
-        from perception.training.bundle import save_model
+        from perception.training.model_file import save_model
 
         path = save_model(self.model, self.run.path / "model.safetensors")
         if metrics is not None:

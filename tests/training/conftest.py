@@ -13,7 +13,8 @@ import torch
 
 from perception.config import TaskConfig, load_config
 from perception.models.network import MultiTaskNet
-from perception.training.bundle import save_bundle, save_model
+from perception.training.bundle import save_bundle
+from perception.training.model_file import save_model
 
 
 def perturb(model: torch.nn.Module, prefixes: tuple[str, ...], seed: int) -> None:

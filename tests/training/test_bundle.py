@@ -19,14 +19,12 @@ from perception.models.network import MultiTaskNet
 from perception.training.bundle import (
     bundle_problems,
     load_bundle_into,
-    load_model,
-    load_weights,
     read_bundle,
     save_bundle,
-    save_model,
     write_bundle,
 )
 from perception.training.fingerprint import task_fingerprint, trunk_fingerprint
+from perception.training.model_file import load_model, load_weights, save_model
 from perception.training.modes import set_trainable, state_checksums, train_scope
 
 OWN = ("tasks.corridor.", "groups.corridor.")

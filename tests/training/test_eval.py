@@ -24,14 +24,9 @@ from perception.evaluation.evaluate import (
     open_dataset,
 )
 from perception.models.network import MultiTaskNet
-from perception.training.bundle import (
-    load_bundle_into,
-    load_model,
-    read_bundle,
-    save_bundle,
-    save_model,
-)
+from perception.training.bundle import load_bundle_into, read_bundle, save_bundle
 from perception.training.losses import MultiTaskLoss
+from perception.training.model_file import load_model, save_model
 
 SIZE = (64, 128)
 

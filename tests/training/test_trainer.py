@@ -118,6 +118,31 @@ def test_cli_train_and_resume(data: dict[str, Path], tmp_path: Path) -> None:
     assert load_model_from(out).cfg.adapter.dropout == 0.0
 
 
+def test_cli_init_continues_a_saved_model(data: dict[str, Path], tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """``--init`` starts from a saved model's config and weights (fine-tuning the shipped default),
+    and refuses the flags that would build a different model."""
+    first = tmp_path / "first"
+    assert tadp(["train", "--config", "tiny", "--input-size", "64x128", "--train", str(data["small"]),
+                 "--max-steps", "1", "--batch-size", "4", "--workers", "0", "--val-every", "0", "--no-progress",
+                 "--out", str(first)]) == 0
+    start = load_model_from(first)
+    common = ["train", "--init", str(first / "model.safetensors"), "--train", str(data["small"]), "--workers", "0",
+              "--batch-size", "4", "--val-every", "0", "--no-progress"]
+    assert tadp([*common, "--lr", "1e-12", "--weight-decay", "0", "--max-steps", "1", "--out", str(tmp_path / "a")]) == 0
+    same = load_model_from(tmp_path / "a")
+    assert same.cfg == start.cfg
+    key = "encoder.layers.0.blocks.0.attn.qkv.weight"
+    assert torch.allclose(same.state_dict()[key], start.state_dict()[key], atol=1e-9)
+    assert json.loads((tmp_path / "a" / "train.json").read_text())["init"] == str(first / "model.safetensors")
+    assert tadp([*common[:2], str(first / "checkpoints" / "last"), *common[3:], "--max-steps", "1",
+                 "--out", str(tmp_path / "b")]) == 0  # a checkpoint directory works too
+    assert not torch.equal(load_model_from(tmp_path / "b").state_dict()[key], start.state_dict()[key])
+    capsys.readouterr()
+    assert tadp([*common, "--config", "tiny", "--set", "adapter.rank=4", "--out", str(tmp_path / "c")]) == 2
+    assert "drop --config, --set" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
 def test_swin_checkpoint_starts_base_mode_and_stays_frozen(data: dict[str, Path], tmp_path: Path) -> None:
     """``--swin-weights`` loads a (timm-layout) Swin file; mode auto is then the paper's base mode,
     which trains LoRA and norms but leaves the Swin matrices exactly as loaded."""
