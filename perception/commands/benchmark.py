@@ -7,16 +7,6 @@ import json
 __all__ = ["register"]
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"size must look like 256x512, got {text!r}") from err
-    if h <= 0 or w <= 0 or h % 32 or w % 32:
-        raise argparse.ArgumentTypeError(f"size must be positive multiples of 32, got {text!r}")
-    return h, w
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("benchmark", help="latency/FPS/RSS tables and the hot-swap benchmark",
                        description="Measure end-to-end latency per backend, task count and size "
@@ -28,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default="tiny", help="config when no model file is used")
     p.add_argument("--backend", default="onnxruntime,torch",
                    help="comma-separated: torch, onnxruntime, tensorrt")
-    p.add_argument("--size", type=_size, action="append", help="HxW, repeatable (default: model's)")
+    p.add_argument("--size", action="append", help="HxW, repeatable (default: model's)")
     p.add_argument("--tasks", default="1,2,4", help="comma-separated task counts")
     p.add_argument("--precision", default="fp32", help="fp32 | int8 (onnxruntime) | fp16 (tensorrt)")
     p.add_argument("--runs", type=int, default=30)
@@ -46,12 +36,12 @@ def _model(args: argparse.Namespace):
     from perception.runtime.default_model import default_model_path
 
     if args.model:
-        from perception.training.bundle import load_model
+        from perception.training.model_file import load_model
 
         return load_model(args.model)
     path = default_model_path()
     if path is not None and args.config == "tiny":
-        from perception.training.bundle import load_model
+        from perception.training.model_file import load_model
 
         return load_model(path)
     from perception.config import load_config
@@ -67,10 +57,12 @@ def _frame(size: tuple[int, int]):
 
 
 def run(args: argparse.Namespace) -> int:
+    from perception.data.synthetic.config import parse_size
     from perception.runtime import benchmark as bench
 
+    sizes = [parse_size(t) for t in args.size or []]  # validate before loading anything
     model = _model(args)
-    sizes = args.size or [tuple(model.cfg.input_size)]
+    sizes = sizes or [tuple(model.cfg.input_size)]
     frame = _frame(sizes[0])
     if args.what == "hotswap":
         from perception.runtime.engine import PerceptionEngine
@@ -87,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         print(f"hot-swap at {rep.rate_hz:g} Hz on {backend}: {rep.frames} frames, "
               f"{rep.late} late, {rep.skipped} skipped, other tasks identical: "
-              f"{rep.others_identical}, RSS {rep.rss_start_mb:.0f} -> {rep.rss_end_mb:.0f} MB")
+              f"{rep.others_identical}, RSS {rep.rss_start_mb:.0f} -> {rep.rss_warm_mb:.0f} (after the first "
+              f"cycle) -> {rep.rss_end_mb:.0f} MB")
         print(f"{'operation':<14}{'ok':>4}{'call ms':>10}{'to first frame ms':>20}  message")
         for o in rep.operations:
             first = "-" if o["to_first_frame_ms"] is None else f"{o['to_first_frame_ms']:.1f}"

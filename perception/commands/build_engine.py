@@ -45,20 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _size(text: str | None) -> tuple[int, int] | None:
-    from perception.errors import ConfigError
-
-    if text is None:
-        return None
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError as err:
-        raise ConfigError(f"--input-size must look like 256x512, got {text!r}") from err
-    if h <= 0 or w <= 0 or h % 32 or w % 32:
-        raise ConfigError(f"--input-size must be positive multiples of 32, got {text!r}")
-    return h, w
-
-
 class _LineHandler(logging.Handler):
     """One line per record on stderr, through ``tqdm.write`` when tqdm is installed so progress
     bars of a calling script are not garbled."""
@@ -74,7 +60,9 @@ class _LineHandler(logging.Handler):
 
 
 def run(args: argparse.Namespace) -> int:
-    size = _size(args.input_size)  # validate arguments before any heavy work
+    from perception.data.synthetic.config import parse_size
+
+    size = parse_size(args.input_size) if args.input_size else None  # validate before heavy work
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
 
     import torch
@@ -84,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     from perception.models.network import MultiTaskNet
     from perception.runtime.engine import PerceptionEngine
     from perception.runtime.trt_backend import TrtBackend
-    from perception.training.bundle import load_bundle_into, load_model, read_bundle
+    from perception.training.bundle import load_bundle_into, read_bundle
+    from perception.training.model_file import load_model
 
     logger = logging.getLogger(_LOGGER)
     if not logger.handlers:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -105,23 +106,22 @@ def window_reverse(windows: torch.Tensor, window: tuple[int, int], h: int, w: in
 
 
 def to_windows(x: torch.Tensor, geo: WindowGeometry) -> torch.Tensor:
-    """Pad, cyclically shift and partition a [B, H, W, C] map into [B*nW, N, C] windows."""
+    """Pad, cyclically shift and partition a [B, H, W, C] map into [B*nW, N, C] windows.
+
+    Shift and partition are one gather of tokens (:func:`window_order`): a single copy, where
+    roll + partition take three in eager and a Transpose plus two Slice/Concat pairs in ONNX."""
     if geo.pad[0] or geo.pad[1]:
         x = F.pad(x, (0, 0, 0, geo.pad[1], 0, geo.pad[0]))
-    if geo.shift[0] or geo.shift[1]:
-        x = torch.roll(x, shifts=(-geo.shift[0], -geo.shift[1]), dims=(1, 2))
-    return window_partition(x, geo.window)
+    b, c = x.shape[0], x.shape[-1]
+    tokens = x.reshape(b, -1, c).index_select(1, window_order(geo, x.device))
+    return tokens.view(-1, geo.tokens, c)
 
 
 def from_windows(windows: torch.Tensor, geo: WindowGeometry) -> torch.Tensor:
-    """Inverse of :func:`to_windows`: [B*nW, N, C] -> [B, H, W, C] (padding cropped)."""
-    hp, wp = geo.padded
-    x = window_reverse(windows, geo.window, hp, wp)
-    if geo.shift[0] or geo.shift[1]:
-        x = torch.roll(x, shifts=geo.shift, dims=(1, 2))
-    if geo.pad[0] or geo.pad[1]:
-        x = x[:, : geo.height, : geo.width, :].contiguous()
-    return x
+    """Inverse of :func:`to_windows`: [B*nW, N, C] -> [B, H, W, C] (padding dropped), one gather."""
+    c = windows.shape[-1]
+    x = windows.reshape(-1, geo.num_windows * geo.tokens, c)
+    return x.index_select(1, image_order(geo, windows.device)).view(-1, geo.height, geo.width, c)
 
 
 _CONSTANTS: dict[tuple, torch.Tensor | None] = {}
@@ -142,6 +142,29 @@ def cached_constant(key: tuple, build):
     if not torch.compiler.is_compiling():
         _CONSTANTS[key] = value
     return value
+
+
+def window_order(geo: WindowGeometry, device: torch.device) -> torch.Tensor:
+    """[nW*N] int64: for each windowed position, the index of the padded-map token it holds."""
+    return cached_constant(("window_order", geo, str(device)),
+                           lambda: torch.as_tensor(_window_order(geo), device=device))
+
+
+def image_order(geo: WindowGeometry, device: torch.device) -> torch.Tensor:
+    """[H*W] int64: for each (unpadded) map token, the windowed position that holds it."""
+    def build() -> torch.Tensor:
+        inverse = np.argsort(_window_order(geo)).reshape(geo.padded)  # inverse permutation
+        return torch.as_tensor(inverse[: geo.height, : geo.width].reshape(-1), device=device)
+
+    return cached_constant(("image_order", geo, str(device)), build)
+
+
+def _window_order(geo: WindowGeometry) -> np.ndarray:
+    """Built in numpy, so a tracer records one constant whether or not the cache is warm (traced
+    torch ops would leave the index, and every shape after the gather, unknown to the exporter)."""
+    (hp, wp), (wh, ww) = geo.padded, geo.window
+    ids = np.roll(np.arange(hp * wp).reshape(hp, wp), (-geo.shift[0], -geo.shift[1]), axis=(0, 1))
+    return ids.reshape(hp // wh, wh, wp // ww, ww).transpose(0, 2, 1, 3).reshape(-1)
 
 
 def key_valid(geo: WindowGeometry, device: torch.device) -> torch.Tensor | None:

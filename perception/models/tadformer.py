@@ -36,8 +36,9 @@ _NEG = -1e4
 
 class DynamicTaskFilter(nn.Module):
     """Input-conditioned depthwise k x k filter (DTF): GAP -> 1x1 conv -> FilterNorm -> per-sample
-    depthwise conv. Written as a sum of k*k shifted products, so there is no batch-dependent
-    group count and it exports to ONNX/TensorRT as plain Mul/Add/Slice."""
+    depthwise conv, run as one grouped conv over [1, B'*r, h, w] (spec §3.5, export note). The group
+    count depends on B', which is static in every compiled program, and one conv costs a fraction
+    of k*k shifted multiply-adds (each a full pass over z) in eager, ONNX Runtime and TensorRT."""
 
     def __init__(self, rank: int, kernel: int = 3) -> None:
         super().__init__()
@@ -51,10 +52,12 @@ class DynamicTaskFilter(nn.Module):
     def kernels(self, z: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
         """[B', r, h, w] -> per-sample kernels [B', r, k*k] (FilterNorm kept in fp32)."""
         if valid is None:
-            gap = z.mean(dim=(2, 3), keepdim=True)
+            gap = z.mean(dim=(2, 3))
         else:
-            gap = (z * valid).sum(dim=(2, 3), keepdim=True) / valid.sum(dim=(2, 3), keepdim=True)
-        ker = self.generator(gap).view(z.shape[0], self.rank, -1).float()
+            gap = (z * valid).sum(dim=(2, 3)) / valid.sum(dim=(2, 3))
+        # The 1x1 conv on the pooled [B', r, 1, 1] map is a linear layer; as one it is a GEMM.
+        ker = F.linear(gap, self.generator.weight.flatten(1), self.generator.bias)
+        ker = ker.view(z.shape[0], self.rank, -1).float()
         ker = (ker - ker.mean(-1, keepdim=True)) / (ker.std(-1, keepdim=True) + 1e-10)
         taps = self.kernel * self.kernel
         ker = ker * self.filter_std.view(self.rank, taps) + self.filter_mean.view(self.rank, taps)
@@ -65,14 +68,13 @@ class DynamicTaskFilter(nn.Module):
         if valid is not None:
             z = z * valid
         ker = self.kernels(z, valid)
-        k, pad = self.kernel, self.kernel // 2
-        h, w = z.shape[-2:]
-        zp = F.pad(z, (pad, pad, pad, pad))
-        out = torch.zeros_like(z)
-        for i in range(k):
-            for j in range(k):
-                out = out + ker[:, :, i * k + j, None, None] * zp[:, :, i:i + h, j:j + w]
-        return out
+        # Plain ints: the TorchScript exporter must know the kernel's shape (it does not infer it
+        # through traced sizes), and a compiled program's shapes are static anyway.
+        b, r, h, w = (int(s) for s in z.shape)
+        k = self.kernel
+        out = F.conv2d(z.reshape(1, b * r, h, w), ker.reshape(b * r, 1, k, k), padding=k // 2,
+                       groups=b * r)
+        return out.view(b, r, h, w)
 
 
 class BranchParams(nn.Module):
@@ -110,22 +112,22 @@ def _prompt_attention(block: SwinBlock, p: torch.Tensor, bt: BlockTrace
     attn = block.attn
     b, c = p.shape
     nh, hd = attn.num_heads, attn.head_dim
-    qkv = attn.qkv(block.norm1(p)).view(b, 3, nh, hd)
-    q, k_p, v_p = qkv.unbind(1)  # [B, nH, d]
+    q, k_p, v_p = attn.qkv(block.norm1(p)).view(b, 3, nh, 1, hd).unbind(1)  # [B, nH, 1, d]
     n = bt.k.shape[2]
     keys = bt.k.view(b, -1, nh, n, hd)  # [B, nW, nH, N, d]
     vals = bt.v.view(b, -1, nh, n, hd)
-    raw = torch.einsum("bhd,bwhnd->bwhn", q, keys)  # [B, nW, nH, N]
-    self_logit = (q * k_p).sum(-1)[:, None, :, None].expand(-1, raw.shape[1], -1, -1)
+    nw = keys.shape[1]
+    raw = (keys @ q.transpose(-2, -1).unsqueeze(1)).squeeze(-1)  # [B, nW, nH, N]
+    self_logit = (q * k_p).sum(-1).unsqueeze(1).expand(-1, nw, -1, -1)  # [B, nW, nH, 1]
     logits = torch.cat([self_logit, raw], dim=-1) * attn.scale
     valid = key_valid(bt.geometry, p.device)  # [nW, N] or None
     if valid is not None:
         pad = torch.zeros(valid.shape, device=p.device).masked_fill(~valid, _NEG)
         logits = logits + F.pad(pad, (1, 0))[None, :, None, :]
         raw = raw * valid[None, :, None, :]
-    weights = logits.softmax(-1)
-    out = weights[..., :1] * v_p[:, None] + torch.einsum("bwhn,bwhnd->bwhd", weights[..., 1:], vals)
-    pooled = out.reshape(b, -1, c).mean(dim=1)  # mean over windows (proj is linear)
+    weights = logits.softmax(-1)  # [B, nW, nH, 1 + N]
+    out = weights[..., :1] * v_p.view(b, 1, nh, hd) + (weights[..., None, 1:] @ vals).squeeze(-2)
+    pooled = out.reshape(b, nw, c).mean(dim=1)  # mean over windows (proj is linear)
     return attn.proj(pooled), raw
 
 
@@ -140,11 +142,14 @@ def _tokens(x: torch.Tensor) -> torch.Tensor:
 
 
 def _ta_layer(layer: nn.Module, dtf: DynamicTaskFilter, x_t: torch.Tensor, grid_hw: tuple[int, int],
-              valid: torch.Tensor | None) -> torch.Tensor:
-    """Shared down-projection -> DTF on the token grid -> shared up-projection, scaled."""
+              valid: torch.Tensor | None, frozen: torch.Tensor) -> torch.Tensor:
+    """``frozen + scale * B DTF(A x_t)``: shared down-projection, DTF on the token grid, shared
+    up-projection. ``frozen`` ([..., out], the frozen layer on the shared stream) is added by the
+    up-projection's GEMM itself, which saves two passes over the (4C-wide for fc1) output."""
     z = F.linear(layer.lora_dropout(x_t), layer.lora_A)  # [B', N, r]
-    z = _tokens(dtf(_grid(z, *grid_hw), valid))
-    return layer.scale * F.linear(z, layer.lora_B)
+    z = _tokens(dtf(_grid(z, *grid_hw), valid)).reshape(-1, z.shape[-1])
+    up = (layer.lora_B * layer.scale).t()  # [r, out]
+    return torch.addmm(frozen.reshape(-1, up.shape[1]), z, up).view(frozen.shape)
 
 
 def _task_block(block: SwinBlock, bt: BlockTrace, raw: torch.Tensor, params: BranchParams,
@@ -152,10 +157,10 @@ def _task_block(block: SwinBlock, bt: BlockTrace, raw: torch.Tensor, params: Bra
     """The task-adapting (last) block of a stage for one task: TPC -> TA-module on proj, fc1, fc2
     -> gated skip. Returns the task feature F_t [B, H, W, C]."""
     geo = bt.geometry
-    b = bt.x.shape[0]
+    b, h, w, c = bt.x.shape
     nh = block.attn.num_heads
     o = bt.o  # [B*nW, N, C]
-    n, c = o.shape[1], o.shape[2]
+    n = o.shape[1]
     # TPC: one GELU(raw logit) per (head, token) scales that head's channels of the attention output.
     amap = F.gelu(raw).permute(0, 1, 3, 2).reshape(-1, n, nh, 1)  # [B*nW, N, nH, 1]
     u = (o.view(-1, n, nh, c // nh) * amap).reshape(-1, n, c)  # skip term u_t
@@ -165,18 +170,15 @@ def _task_block(block: SwinBlock, bt: BlockTrace, raw: torch.Tensor, params: Bra
     if valid is not None:
         valid_grid = valid.float().repeat(b, 1).view(-1, 1, *geo.window)
     dtfs = params.dtf[stage]
-    out_t = bt.pre_proj + _ta_layer(block.attn.proj, dtfs["proj"], f_t, geo.window, valid_grid)
-    x1_t = bt.x + from_windows(out_t, geo)
-    u_map = from_windows(u, geo)  # [B, H, W, C]
-    h, w = bt.x.shape[1:3]
+    out_t = _ta_layer(block.attn.proj, dtfs["proj"], f_t, geo.window, valid_grid, bt.pre_proj)
+    x1_t = bt.x + from_windows(out_t, geo)  # [B, H, W, C]
     mlp = block.mlp
-    fc1_in = block.norm2(x1_t).reshape(b, h * w, c)
-    hid = mlp.act(bt.pre_fc1.reshape(b, h * w, -1)
-                  + _ta_layer(mlp.fc1, dtfs["fc1"], fc1_in, (h, w), None))
-    m_t = bt.pre_fc2.reshape(b, h * w, c) + _ta_layer(mlp.fc2, dtfs["fc2"], hid, (h, w), None)
-    x2_t = x1_t + m_t.view(b, h, w, c)
+    fc1_in = block.norm2(x1_t).view(b, h * w, c)
+    hid = mlp.act(_ta_layer(mlp.fc1, dtfs["fc1"], fc1_in, (h, w), None, bt.pre_fc1))
+    m_t = _ta_layer(mlp.fc2, dtfs["fc2"], hid.view(b, h * w, -1), (h, w), None, bt.pre_fc2)
+    x2_t = x1_t + m_t
     gate = torch.sigmoid(params.prompt_gates[stage])
-    return gate * u_map + (1 - gate) * x2_t
+    return gate * from_windows(u, geo) + (1 - gate) * x2_t
 
 
 def tadformer_branch(encoder: SwinEncoder, traces: list[list[BlockTrace]], prompt: TaskPrompt,

@@ -153,6 +153,7 @@ class HotswapReport:
     operations: list[dict] = field(default_factory=list)
     others_identical: bool = True
     rss_start_mb: float = 0.0
+    rss_warm_mb: float = 0.0  # after the first add/replace/remove cycle (its slot program is built)
     rss_end_mb: float = 0.0
 
     def to_dict(self) -> dict:
@@ -165,7 +166,8 @@ def hotswap_loop(engine: PerceptionEngine, frame: np.ndarray, bundles: dict[str,
     """Run frames at ``rate_hz`` on a thread while the caller adds, replaces and removes a task
     (``cycles`` times), then tries a corrupt bundle. Measures each operation from the call to the
     first frame that carries the new task set, frames late or skipped, and whether the base tasks'
-    outputs stayed bit-identical."""
+    outputs stayed bit-identical. Memory growth is judged from ``rss_warm_mb`` (after the first
+    cycle, which builds the new task's slot program once) to ``rss_end_mb``."""
     period = 1.0 / rate_hz
     base = engine.infer(frame)
     base_names = set(base.raw)
@@ -228,6 +230,7 @@ def hotswap_loop(engine: PerceptionEngine, frame: np.ndarray, bundles: dict[str,
             op("add", lambda: engine.add_task(bundles["v1"]), lambda s: "corridor" in s)
             op("replace", lambda: engine.replace_task(bundles["v2"]), lambda s: "corridor" in s)
             op("remove", lambda: engine.remove_task("corridor"), lambda s: "corridor" not in s)
+            report.rss_warm_mb = report.rss_warm_mb or rss_mb()
         op("add corrupt", lambda: engine.add_task(bundles["corrupt"]), lambda s: True)
         if frames is not None:
             while thread.is_alive() and stats["n"] < frames:

@@ -23,7 +23,12 @@ from perception.models.swin import BlockTrace, SwinEncoder
 from perception.models.tadformer import mtlora_branch, tadformer_branch
 
 __all__ = ["TrunkProgram", "SlotProgram", "SlotKey", "slot_key_of", "task_weights",
-           "trunk_layout"]
+           "trunk_layout", "PROGRAM_VERSION"]
+
+# Part of every on-disk cache key of exported/compiled programs: bump it whenever the trunk or slot
+# graphs change (outputs, layouts or the ops that compute them), so a warm start never loads a
+# program built from older code for the same weights.
+PROGRAM_VERSION = 2
 
 _LAST_FIELDS = ("x", "o", "pre_proj", "x1", "pre_fc1", "hidden", "pre_fc2")
 

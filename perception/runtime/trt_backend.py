@@ -52,7 +52,7 @@ from torch import nn
 from perception._optional import require
 from perception.errors import BackendError, InputError, MissingDependencyError
 from perception.runtime.backend import Backend, SlotRunner
-from perception.runtime.slots import SlotKey, SlotProgram, TrunkProgram
+from perception.runtime.slots import PROGRAM_VERSION, SlotKey, SlotProgram, TrunkProgram
 from perception.runtime.trt_cache import (
     UNAVAILABLE,
     PrecisionPolicy,
@@ -353,7 +353,8 @@ class TrtBackend(Backend):
         self.engine_dir = self.cache_dir / "tensorrt" / environment_dirname(self.env)
         self.settings = self.toolchain.settings(precision, self.engine_dir / "timing_cache.bin")
         key_settings = {k: v for k, v in self.settings.items() if k != "timing_cache_path"}
-        self._key_extra = {"schema": CACHE_SCHEMA, "torch": self.env.torch_version,
+        self._key_extra = {"schema": CACHE_SCHEMA, "programs": PROGRAM_VERSION,
+                           "torch": self.env.torch_version,
                            "cuda": self.env.cuda_version, "sm": self.env.compute_capability,
                            "settings": key_settings, "policy": self.policy.describe()}
         self.records: list[EngineRecord] = []

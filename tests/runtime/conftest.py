@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import glob
+import importlib.util
 from pathlib import Path
 
 import cv2
@@ -13,6 +14,8 @@ from perception.config import TaskConfig, load_config
 from perception.models.network import MultiTaskNet
 from perception.training.bundle import save_bundle
 
+HAS_CUDA = torch.cuda.is_available()
+HAS_TORCH_TRT = importlib.util.find_spec("torch_tensorrt") is not None
 INPUT = (128, 256)  # small input keeps the suite fast; every stage map is a window multiple
 
 

@@ -106,6 +106,21 @@ def test_warm_start_exports_nothing(cache_dir) -> None:
     assert again == files
 
 
+def test_programs_from_older_code_are_not_loaded(cache_dir, tmp_path, monkeypatch) -> None:
+    """The cache key covers the program version: after the trunk/slot graphs change, a warm cache
+    of the same weights and shapes is exported again rather than loaded."""
+    from perception.runtime import ort_backend
+
+    cache = tmp_path / "cache"
+    shutil.copytree(cache_dir, cache)
+    before = {p.name for p in (cache / "onnx").glob("*.onnx")}
+    monkeypatch.setattr(ort_backend, "PROGRAM_VERSION", ort_backend.PROGRAM_VERSION + 1)
+    PerceptionEngine(make_model(), "onnxruntime", cache_dir=cache, tasks=["depth"])
+    new = {p.name for p in (cache / "onnx").glob("*.onnx")} - before
+    assert len(new) == 2  # the trunk and the depth slot
+    assert all(f"-p{ort_backend.PROGRAM_VERSION}-" in name for name in new)
+
+
 def test_swaps_while_frames_flow(engines, bundles, frames) -> None:
     eng = engines["torch"]
     errors: list[BaseException] = []
