@@ -61,7 +61,7 @@ def real_frames(n: int = 3, size: tuple[int, int] | None = None, root: Path | No
 
 def make_model_file(directory: Path, seed: int = 0) -> Path:
     """The tests' small random model (tiny Swin, 128x256 input) as X.safetensors + X.yaml."""
-    from perception.training.bundle import save_model
+    from perception.training.model_file import save_model
     from tests.runtime.conftest import make_model
 
     return save_model(make_model(seed), Path(directory) / "model.safetensors")

@@ -11,20 +11,22 @@ Example:
 from __future__ import annotations
 
 import array
-from typing import TYPE_CHECKING, Any
+import sys
+from typing import Any
 
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Path as PathMsg
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from calibration.lanes import path_headings
 from perception.ros_format import (
     compressed_from_msg,
     image_from_msg,
     image_to_compressed_fields,
     image_to_fields,
 )
-
-if TYPE_CHECKING:
-    import numpy as np
 
 __all__ = [
     "copy_header",
@@ -34,6 +36,8 @@ __all__ = [
     "compressed_to_msg",
     "image_from_msg",
     "compressed_from_msg",
+    "output_msg",
+    "path_msg",
 ]
 
 
@@ -100,3 +104,38 @@ def compressed_to_msg(
     """
     fields = image_to_compressed_fields(array_, fmt, quality, encoding=encoding)
     return compressed_msg_from_fields(fields, header)
+
+
+def output_msg(array_: np.ndarray, encoding: str, header: Any) -> Image:
+    """``sensor_msgs/Image`` of one of the node's own outputs, with a single copy of the pixels.
+
+    ``image_to_msg`` copies twice (``tobytes`` then ``array('B', bytes)``): 6-8 ms for the five
+    720p outputs of a frame here. The outputs are C-ordered uint8/float32 arrays in host byte
+    order, so the fields are known and the pixels go straight into the message buffer.
+    """
+    array_ = np.ascontiguousarray(array_)
+    data = array.array("B")
+    data.frombytes(array_.data.cast("B"))
+    fields = {"height": int(array_.shape[0]), "width": int(array_.shape[1]), "encoding": encoding,
+              "is_bigendian": int(sys.byteorder == "big" and array_.dtype.itemsize > 1),
+              "step": int(array_.strides[0]), "data": data}
+    return image_msg_from_fields(fields, header)
+
+
+def path_msg(points: np.ndarray | None, header: Any, frame_id: str) -> PathMsg:
+    """``nav_msgs/Path`` of metric points in ``frame_id`` with the input's stamp; each pose's yaw
+    follows the path. None gives an empty path (no ego lane this frame: still one message per
+    input)."""
+    msg = PathMsg()
+    msg.header = copy_header(header)
+    msg.header.frame_id = frame_id
+    if points is None:
+        return msg
+    for (x, y, z), a in zip(points, path_headings(points), strict=True):
+        pose = PoseStamped()
+        pose.header = msg.header
+        pos, rot = pose.pose.position, pose.pose.orientation
+        pos.x, pos.y, pos.z = float(x), float(y), float(z)
+        rot.z, rot.w = float(np.sin(a / 2)), float(np.cos(a / 2))  # yaw along the path
+        msg.poses.append(pose)
+    return msg

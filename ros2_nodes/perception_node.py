@@ -25,7 +25,6 @@ Usage::
 """
 from __future__ import annotations
 
-import array as arraymod
 import queue
 import sys
 import threading
@@ -36,13 +35,13 @@ from typing import Any
 
 import numpy as np
 
-from calibration.lanes import ego_lane_centre, path_headings
+from calibration.lanes import ego_lane_centre
 from perception.errors import ConfigError, InputError, PerceptionError
+from perception.ros_format.outputs import colorize_output, output_encoding, published_array
 
 try:  # the ROS corner: everything that needs rclpy or *_msgs
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from geometry_msgs.msg import PoseStamped
     from nav_msgs.msg import Path as PathMsg
     from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
     from rclpy.event_handler import SubscriptionEventCallbacks
@@ -55,7 +54,7 @@ try:  # the ROS corner: everything that needs rclpy or *_msgs
 
     from ros2_nodes import qos
     from ros2_nodes.adapters_watch import AdaptersWatcher, scan_bundles
-    from ros2_nodes.convert import copy_header, image_msg_from_fields, image_to_msg
+    from ros2_nodes.convert import image_to_msg, output_msg, path_msg
     from ros2_nodes.diagnostics import FrameStats, NodeState, build_status
     from ros2_nodes.params import ALL_TASKS, NodeParams, ParamBinding
 
@@ -67,47 +66,6 @@ except ImportError as _err:  # pragma: no cover - exercised only without the `ro
 __all__ = ["PerceptionNode", "SwapOutcome", "ego_lane_centre", "main"]
 
 _ERROR_LOG_PERIOD_S = 2.0  # the same kind of input error is logged at most this often
-
-
-def _path_msg(points: np.ndarray | None, header: Any, frame_id: str) -> Any:
-    msg = PathMsg()
-    msg.header = copy_header(header)
-    msg.header.frame_id = frame_id
-    if points is None:
-        return msg  # an empty path: no ego lane this frame (still one message per input)
-    for (x, y, z), a in zip(points, path_headings(points), strict=True):
-        pose = PoseStamped()
-        pose.header = msg.header
-        pos, rot = pose.pose.position, pose.pose.orientation
-        pos.x, pos.y, pos.z = float(x), float(y), float(z)
-        rot.z, rot.w = float(np.sin(a / 2)), float(np.cos(a / 2))  # yaw along the path
-        msg.poses.append(pose)
-    return msg
-
-
-def _output_msg(array: np.ndarray, encoding: str, header: Any) -> Any:
-    """``sensor_msgs/Image`` of one of the node's own outputs, with a single copy of the pixels.
-
-    ``convert.image_to_msg`` copies twice (``tobytes`` then ``array('B', bytes)``): 6-8 ms for
-    the five 720p outputs of a frame here. The outputs are C-ordered uint8/float32 arrays in host
-    byte order, so the fields are known and the pixels go straight into the message buffer.
-    """
-    array = np.ascontiguousarray(array)
-    data = arraymod.array("B")
-    data.frombytes(array.data.cast("B"))
-    fields = {"height": int(array.shape[0]), "width": int(array.shape[1]), "encoding": encoding,
-              "is_bigendian": int(sys.byteorder == "big" and array.dtype.itemsize > 1),
-              "step": int(array.strides[0]), "data": data}
-    return image_msg_from_fields(fields, header)
-
-
-def _encoding_of(array: np.ndarray) -> str | None:
-    """ROS encoding of an engine output; None for one the fast path does not cover."""
-    if array.dtype == np.uint8:
-        return "mono8" if array.ndim == 2 else ("bgr8" if array.shape[2] == 3 else None)
-    if array.dtype == np.float32:
-        return "32FC1" if array.ndim == 2 else f"32FC{array.shape[2]}"
-    return None
 
 
 @dataclass
@@ -155,7 +113,7 @@ class PerceptionNode(Node):
             raise
 
     def _setup(self) -> None:
-        from perception.training.bundle import load_model
+        from perception.training.model_file import load_model
 
         self._base_names: list[str] | None = None
         self._binding = ParamBinding(self, NodeParams, check=self._check_params)
@@ -399,39 +357,20 @@ class PerceptionNode(Node):
                     continue
                 # Only build what somebody listens to (a 720p frame's outputs are ~9 MB).
                 if pubs.main.get_subscription_count():
-                    if out.ndim == 3 and out.shape[0] == 3 and out.shape[2] != 3:
-                        out = out.transpose(1, 2, 0)  # [3, H, W] vectors (normals) -> 32FC3
-                    encoding = _encoding_of(out)
-                    pubs.main.publish(_output_msg(out, encoding, header) if encoding
+                    out = published_array(out)
+                    encoding = output_encoding(out)
+                    pubs.main.publish(output_msg(out, encoding, header) if encoding
                                       else image_to_msg(out, "passthrough", header))
                 if (pubs.color is not None and pubs.info is not None and cfg.publish_color
                         and pubs.color.get_subscription_count()):
-                    color = self._colorize(name, result, frame, pubs.info, cfg.color_blend)
-                    pubs.color.publish(_output_msg(color, "bgr8", header))
+                    kind, task_cfg = pubs.info
+                    color = colorize_output(kind, task_cfg, result.raw.get(name), result.outputs[name],
+                                            frame, cfg.color_blend)
+                    pubs.color.publish(output_msg(color, "bgr8", header))
                 if pubs.path is not None and pubs.path.get_subscription_count():
                     if result.polylines is not None:
-                        pubs.path.publish(_path_msg(ego_lane_centre(result.polylines), header,
+                        pubs.path.publish(path_msg(ego_lane_centre(result.polylines), header,
                                                     cfg.vehicle_frame))
-
-    @staticmethod
-    def _colorize(name: str, result: Any, frame: np.ndarray, info: tuple[Any, Any],
-                  blend: float) -> np.ndarray:
-        import cv2
-
-        kind, task_cfg = info
-        raw = result.raw.get(name)
-        h, w = frame.shape[:2]
-        if raw is None or raw.ndim != 2:
-            color = kind.colorize(result.outputs[name], task_cfg)
-        else:
-            # Colour at network resolution, then resize: the same pixels as colouring the
-            # nearest-resized ids, at a fraction of the cost.
-            color = kind.colorize(raw, task_cfg)
-            interp = cv2.INTER_NEAREST if kind.output_type == "ids" else cv2.INTER_LINEAR
-            color = cv2.resize(color, (w, h), interpolation=interp)
-        if blend > 0:
-            color = cv2.addWeighted(frame, 1.0 - blend, color, blend, 0.0)
-        return np.ascontiguousarray(color, dtype=np.uint8)
 
     # -- hot swap (control thread) ---------------------------------------------------------------
     def _control_loop(self) -> None:
@@ -500,7 +439,7 @@ class PerceptionNode(Node):
 
     def _build_engine(self, base: list[str]) -> Any:
         from perception.runtime.engine import PerceptionEngine
-        from perception.training.bundle import load_model
+        from perception.training.model_file import load_model
 
         cfg = self.params
         # A rebuild needs a fresh model: an engine merges LoRA and removes tasks in its model.

@@ -109,7 +109,7 @@ def test_missing_model_is_a_clear_error(ctx, monkeypatch, tmp_path):
 
 
 def test_unknown_task_at_startup_lists_what_exists(ctx, tmp_path):
-    from perception.training.bundle import save_model
+    from perception.training.model_file import save_model
     from tests.runtime.conftest import make_model
 
     model = save_model(make_model(), tmp_path / "model.safetensors")
