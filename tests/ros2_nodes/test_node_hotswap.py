@@ -2,15 +2,17 @@
 while a 10 Hz stream runs, by dropping/replacing/removing bundles in the watched adapters
 directory, and with the ``~/reload_tasks`` service.
 
-Frames are real BDD100K images at 640x360, so the small random model (128x256, torch, one thread)
-keeps up with 10 Hz when the machine is not overloaded; whether it did is measured, not assumed.
+Frames are real BDD100K images at 640x360 and the model is a small random one (128x256, torch, one
+thread). Whether the node keeps up with 10 Hz is a timing, measured by ``tadp benchmark hotswap``
+(late and skipped frames); these tests check behaviour that holds on a loaded machine too: every
+frame is accounted for, other tasks stay bit-identical, and frames keep flowing while a task is
+being added.
 """
 from __future__ import annotations
 
 import shutil
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 RATE_HZ = 10.0
 STREAM_FRAMES = 60
 SWAP_AT = 20
-
-
-
+SLOW_ADD_S = 1.0  # the add is stretched to this so that frames during it can be counted
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,13 @@ def _set_tasks(client, tasks):
     return result
 
 
-def test_hot_add_by_parameter_service_while_streaming(env):
+def _arrived(node, before: dict[str, int]) -> int:
+    """Frames of the stream the node received or knows were lost on the way."""
+    counts = node._stats.counts  # noqa: SLF001
+    return sum(counts[k] - before[k] for k in ("received", "lost"))
+
+
+def test_hot_add_by_parameter_service_while_streaming(env, monkeypatch):
     adapters = env["tmp"] / "adapters_param"
     bench.make_bundle(adapters, "corridor")
     values = bench.base_params(env["model"], env["tmp"] / "cache", tasks=["segmentation"],
@@ -72,12 +78,22 @@ def test_hot_add_by_parameter_service_while_streaming(env):
     results = {}
 
     def swap() -> None:
-        t0 = time.monotonic()
         results["add"] = _set_tasks(client, ["segmentation", "corridor"])
-        results["add_s"] = time.monotonic() - t0
 
     try:
         bench.wait_ready(node)
+        # Building the new task's slot is stretched by SLOW_ADD_S (a sleep inside the engine's
+        # swap lock): a node that ran the add on its worker would publish nothing meanwhile.
+        activate = node.engine._activate  # noqa: SLF001
+
+        def slow_activate(name: str):
+            results["t0_ns"] = time.time_ns()
+            time.sleep(SLOW_ADD_S)
+            out = activate(name)
+            results["t1_ns"] = time.time_ns()
+            return out
+
+        monkeypatch.setattr(node.engine, "_activate", slow_activate)
         assert probe.wait_matched(topics=["segmentation"]) and client.wait_for_services(10)
         refused = _set_tasks(client, ["segmentation", "nope"])  # validated by the node
         assert not refused.successful and "unknown ['nope']" in refused.reason, refused.reason
@@ -91,8 +107,8 @@ def test_hot_add_by_parameter_service_while_streaming(env):
                             on_sent=lambda i, s: swap_thread.start() if i == SWAP_AT else None)
         swap_thread.join(30)
         assert probe.wait_for(lambda p: sent[-1] in [r.stamp_ns for r in p.outputs["segmentation"]]
-                              or int(p.last_diag().get("frames_dropped", 0)) > 0, 10)
-        time.sleep(1.0)
+                              or _arrived(node, before) >= STREAM_FRAMES, 10)
+        time.sleep(1.0)  # the last frame's outputs
         after = dict(node._stats.counts)  # noqa: SLF001
     finally:
         executor.shutdown()
@@ -117,32 +133,24 @@ def test_hot_add_by_parameter_service_while_streaming(env):
         assert old and new
         for a in old[1:] + new:
             np.testing.assert_array_equal(a, old[0])
-    # Every frame reached the node; each was published or counted as dropped.
+    # Every frame is accounted for: it reached the node (then it was published or counted as
+    # dropped) or DDS reported it lost to the node (counted).
     received = after["received"] - before["received"]
     dropped = after["dropped"] - before["dropped"]
-    assert received == STREAM_FRAMES and after["lost"] == before["lost"]
-    assert len(seg) + dropped == STREAM_FRAMES, (len(seg), dropped)
-    # The swap ran beside the worker, not on it: no output gap longer than two slow frames plus a
-    # period while the task was added (a blocking add would stall for its whole latency).
-    engine_ms = list(node._stats.engine_ms)  # noqa: SLF001
-    engine_p90, engine_p99 = np.percentile(engine_ms, [90, 99])
-    t_req = sent[SWAP_AT]
-    t_new = min(r.recv_ns for r in corridor)
-    window = sorted(r.recv_ns for r in seg.values() if t_req <= r.recv_ns <= t_new + 500_000_000)
-    gaps_ms = np.diff(window) / 1e6 if len(window) > 1 else np.array([0.0])
-    bound_ms = 2 * engine_p99 + 1e3 / RATE_HZ
-    swap = node._state.last_swap  # noqa: SLF001
-    assert gaps_ms.max() <= bound_ms, f"outputs stalled {gaps_ms.max():.0f} ms during '{swap}'"
+    lost = after["lost"] - before["lost"]
     missing = [i for i, s in enumerate(sent) if s not in seg]
-    print(f"hot-add: {swap}; engine p90 {engine_p90:.0f} ms p99 {engine_p99:.0f} ms; max output "
-          f"gap during the swap {gaps_ms.max():.0f} ms; dropped frames {missing} (swap at "
-          f"{SWAP_AT}, first corridor output at {first_corridor})")
-    if engine_p90 < 0.8 * 1e3 / RATE_HZ:  # the node keeps up: then no frame may be dropped
-        assert dropped == 0, f"frames {missing} dropped during the hot-add ({swap})"
-    else:
-        warnings.warn(f"engine p90 {engine_p90:.0f} ms does not keep up with {RATE_HZ:.0f} Hz on "
-                      f"this machine now; dropped {missing} were counted, the zero-drop check "
-                      "needs a node that keeps up", stacklevel=1)
+    assert received + lost == STREAM_FRAMES, (received, lost, missing)
+    assert len(seg) + dropped == received, (len(seg), dropped, received)
+    # The swap ran beside the worker, not on it: segmentation kept being published while the slot
+    # was being built (10 Hz over SLOW_ADD_S gives ~10 frames; an add on the worker gives none).
+    during = [r for r in seg.values() if results["t0_ns"] <= r.recv_ns <= results["t1_ns"]]
+    swap = node._state.last_swap  # noqa: SLF001
+    call_s = (results["t1_ns"] - results["t0_ns"]) / 1e9
+    assert len(during) >= 3, f"only {len(during)} outputs during the {call_s:.2f} s add ({swap})"
+    engine_p90 = np.percentile(list(node._stats.engine_ms), 90)  # noqa: SLF001
+    print(f"hot-add: {swap}; {len(during)} outputs during the {call_s:.2f} s call; engine p90 "
+          f"{engine_p90:.0f} ms; dropped/lost frames {missing} (swap at {SWAP_AT}, first corridor "
+          f"output at {first_corridor})")
 
 
 def test_adapters_dir_drop_replace_remove_and_reload(env):
