@@ -6,6 +6,10 @@ AdapterFusion over existing tasks (``--sources``) plus a decoder. Everything els
 this is proved, not assumed: sha256 of every tensor before and after training must match outside
 the new task, or the command fails (``FreezeError``) and writes no bundle.
 
+``--adapter full`` is the baseline the bundles are measured against (``docs/peft_study.md``): the
+task is added as with ``tadformer`` and then *every* weight trains on its loss alone. That changes
+the trunk and the other tasks, so it writes a whole model (``RUN/model.safetensors``), never a bundle.
+
 Examples::
 
     tadp train-task --base runs/tiny --name corridor --kind mask --adapter tadformer \\
@@ -42,8 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--class-names", metavar="A,B", help="class names, comma-separated")
     t.add_argument("--loss-weight", type=float, default=1.0, help="loss weight (default 1)")
     t.add_argument("--max-depth-m", type=float, default=80.0, help="depth kinds: clamp in metres")
-    t.add_argument("--adapter", choices=("tadformer", "fusion"), default="tadformer",
-                   help="tadformer: own prompt + branch + decoder; fusion: AdapterFusion over --sources")
+    t.add_argument("--adapter", choices=("tadformer", "fusion", "full"), default="tadformer",
+                   help="tadformer: own prompt + branch + decoder; fusion: AdapterFusion over --sources; "
+                        "full: fine-tune the whole model on this task (a baseline: writes a model, "
+                        "not a bundle)")
     t.add_argument("--sources", metavar="A,B", help="fusion: tasks to fuse (default: every base task)")
     add_training_args(p)
     p.set_defaults(func=run)
@@ -79,11 +85,12 @@ def run(args: argparse.Namespace) -> int:
         run_dir = open_run(args, info)
         guard = FreezeGuard(model, task.name)  # before add_task: adding must not touch anything either
         model.add_task(task, own_group=True, sources=sources)
-        mode = "fusion" if sources else "adapter"
+        mode = "full" if args.adapter == "full" else "fusion" if sources else "adapter"
         train_set, val_set = open_datasets(args)
         trainer = Trainer(model, train_set, val_set, train_cfg, run_dir, mode=mode, task=task.name,
                           device=args.device, dist_info=info)
-        guard.check_trainable()
+        if mode != "full":
+            guard.check_trainable()
         if run_dir is not None:
             from dataclasses import asdict
 
@@ -93,6 +100,12 @@ def run(args: argparse.Namespace) -> int:
                 "world_size": info.world, "train_samples": len(train_set), "steps": trainer.total_steps,
                 "settings": asdict(train_cfg)})
         record = trainer.fit(resume_from=args.out if args.resume else None)
+        if mode == "full":
+            if info.main:
+                path = trainer.export(record.get("metrics"))
+                print(f"fine-tuned the whole model on {task.name!r} for {trainer.step} steps "
+                      f"(baseline; no bundle): {path}")
+            return 0
         proof = guard.check()  # raises FreezeError: no bundle is written then
         if run_dir is not None:
             write_json(run_dir.path / "freeze.json", {"task": task.name, "mode": mode, **proof,

@@ -78,7 +78,8 @@ class MultiTaskNet(nn.Module):
     def add_task(self, cfg: TaskConfig, *, own_group: bool = True,
                  sources: tuple[str, ...] = ()) -> TaskHead:
         """Add a task. A TADFormer task gets its own :class:`BranchParams`, initialised from the
-        base group (a warm start that is then trained in ``adapter`` mode); a fusion task fuses
+        base group (a warm start that is then trained in ``adapter`` mode, except the prompt
+        up-projections, which stay the base group's as the paper shares them); a fusion task fuses
         the named ``sources``."""
         if cfg.name in self.tasks or cfg.name in self.groups and cfg.name != BASE_GROUP:
             raise ConfigError(f"task {cfg.name!r} already exists; tasks: {self.task_names()}")

@@ -5,7 +5,8 @@
   gates) and the decoders; the Swin weights and patch-merging reductions stay frozen. MTLoRA:
   shared and task LoRA, patch embedding, LayerNorms, relative position bias, the patch-merging
   reductions and the decoders (spec §2.5). ``none``: decoders only.
-- ``adapter``: one task's prompt, its own branch group (or task LoRA) and its decoder.
+- ``adapter``: one task's prompt, its own branch group (or task LoRA) and its decoder. The group's
+  prompt up-projections stay as warm-started from the base group (shared, as in the paper).
 - ``fusion``: one fusion task's fusion layers and decoder.
 - ``decoders``: every decoder, nothing else.   ``full``: everything (full fine-tuning).
 """
@@ -78,7 +79,9 @@ def trainable_names(model: MultiTaskNet, mode: str, task: str | None = None) -> 
             raise ConfigError(f"task {task!r} shares the base branch group; adapter training "
                               "needs a task added with its own group (add_task(own_group=True))")
         owners = {f"tasks.{task}"} | ({f"groups.{head.group}"} if mode == "adapter" else set())
-        return {n for n in names if _owner(n) in owners}
+        # The paper shares the prompt up-projections across tasks: a new task keeps its group's
+        # copy of the base group's (warm start) frozen. That is 43k of a tiny task's 78k.
+        return {n for n in names if _owner(n) in owners and component_of(n) != "prompt_up"}
     # base
     base_tasks = {f"tasks.{t}" for t, h in model.tasks.items()
                   if h.group == BASE_GROUP and not h.is_fusion}

@@ -270,7 +270,8 @@ class Trainer:
         train_set, val_set: datasets of raw samples (common format); ``val_set`` may be None.
         cfg: optimisation settings.
         run: the run directory (rank 0 writes it; None = write nothing, e.g. in tests).
-        mode, task: what trains (``base`` = the paper's base set; ``adapter``/``fusion`` = ``task``).
+        mode, task: what trains (``base`` = the paper's base set; ``adapter``/``fusion`` = ``task``;
+            ``full`` with a ``task`` = every weight on that task's loss alone).
         augment: augmentation settings for the training set (when ``cfg.augment``).
         device: ``cpu`` or ``cuda``.
         dist_info: from :func:`init_distributed` (default: single process).
@@ -290,8 +291,8 @@ class Trainer:
         self.trainable = set_trainable(model, mode, task)
         if not self.trainable:
             raise ConfigError(f"mode {mode!r} leaves nothing to train in this model")
-        if mode in ("adapter", "fusion"):
-            self.tasks = [task]
+        if mode in ("adapter", "fusion") or (mode == "full" and task is not None):
+            self.tasks = [task]  # full + task: the whole model fine-tuned on one task (a baseline)
         else:
             self.tasks = [n for n, h in model.tasks.items() if h.group == BASE_GROUP and not h.is_fusion]
         model.to(self.device)

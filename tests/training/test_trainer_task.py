@@ -93,6 +93,25 @@ def test_freeze_proof_in_process(setup: dict[str, Path]) -> None:
     task_keys = [k for k in after if k not in before]
     assert task_keys and sum(after[k] != fresh[k] for k in task_keys) > 0.9 * len(task_keys)
     assert any(after[k] != fresh[k] for k in task_keys if k.endswith("running_mean"))
+    # The prompt up-projections stay the base group's copy (shared, as in the paper).
+    up = [k for k in task_keys if ".prompt_up." in k]
+    assert up and all(after[k] == fresh[k] == before[k.replace("groups.corridor.", "groups.base.")]
+                      for k in up)
+
+
+def test_full_fine_tuning_baseline_writes_a_model_not_a_bundle(setup: dict[str, Path],
+                                                               tmp_path: Path) -> None:
+    """``--adapter full``: the reference the bundles are compared with. Every weight trains on
+    the new task's loss, so the trunk moves and the result is a whole model file."""
+    out = tmp_path / "full"
+    assert tadp(_args(setup, out, "full")) == 0
+    assert not (out / "corridor.tadtask").exists() and not (out / "freeze.json").exists()
+    base, tuned = load_model(setup["base"]), load_model(out / "model.safetensors")
+    assert "corridor" in tuned.tasks and "corridor" not in base.tasks
+    before, after = state_checksums(base), state_checksums(tuned)
+    trunk = [k for k in before if k.startswith("encoder.") and "relative_position_index" not in k]
+    assert sum(before[k] != after[k] for k in trunk) > 0.5 * len(trunk)
+    assert "corridor/miou" in json.loads((out / "metrics.json").read_text())
 
 
 def _leaky_set_trainable(model, mode, task=None):  # noqa: ANN001, ANN202 - mirrors set_trainable
