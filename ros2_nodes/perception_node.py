@@ -2,7 +2,8 @@
 
 Glue only (STYLE §8): decoding is ``perception.ros_format``, inference ``PerceptionEngine``,
 messages ``ros2_nodes.convert``, QoS ``ros2_nodes.qos``, parameters ``ros2_nodes.params``,
-statistics ``ros2_nodes.diagnostics``, the adapters directory ``ros2_nodes.adapters_watch``.
+statistics ``ros2_nodes.diagnostics``, the adapters directory ``ros2_nodes.adapters_watch``,
+which tasks run ``ros2_nodes.task_set``.
 Topics, parameters and QoS are documented in ``docs/ros_node.md``.
 
 Threads:
@@ -11,11 +12,11 @@ Threads:
   message ("latest frame wins") and counts the one it replaces as dropped;
 * the **inference worker** takes the newest frame, decodes it, runs the engine and publishes
   every output with the input header;
-* the **control thread** builds the engine, polls the adapters directory and applies task
-  changes (parameter ``tasks``, new/changed/removed bundles, ``~/reload_tasks``). Reading and
-  verifying bundles and ``engine.add_task`` run here, never on the worker; the engine swaps its
-  task list atomically between two frames. The reload service awaits the control thread's answer
-  without blocking the executor.
+* the **control thread** (``TaskSet.run``) builds the engine, polls the adapters directory and
+  applies task changes (parameter ``tasks``, new/changed/removed bundles, ``~/reload_tasks``).
+  Reading and verifying bundles and ``engine.add_task`` run here, never on the worker; the engine
+  swaps its task list atomically between two frames. The reload service awaits the control
+  thread's answer without blocking the executor.
 
 Usage::
 
@@ -25,12 +26,10 @@ Usage::
 """
 from __future__ import annotations
 
-import queue
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +37,7 @@ import numpy as np
 from calibration.lanes import ego_lane_centre
 from perception.errors import ConfigError, InputError, PerceptionError
 from perception.ros_format.outputs import colorize_output, output_encoding, published_array
+from ros2_nodes.task_set import OutputHooks, SwapOutcome, TaskSet
 
 try:  # the ROS corner: everything that needs rclpy or *_msgs
     import rclpy
@@ -53,7 +53,7 @@ try:  # the ROS corner: everything that needs rclpy or *_msgs
     from std_srvs.srv import Trigger
 
     from ros2_nodes import qos
-    from ros2_nodes.adapters_watch import AdaptersWatcher, scan_bundles
+    from ros2_nodes.adapters_watch import scan_bundles
     from ros2_nodes.convert import image_to_msg, output_msg, path_msg
     from ros2_nodes.diagnostics import FrameStats, NodeState, build_status
     from ros2_nodes.params import ALL_TASKS, NodeParams, ParamBinding
@@ -66,21 +66,6 @@ except ImportError as _err:  # pragma: no cover - exercised only without the `ro
 __all__ = ["PerceptionNode", "SwapOutcome", "ego_lane_centre", "main"]
 
 _ERROR_LOG_PERIOD_S = 2.0  # the same kind of input error is logged at most this often
-
-
-@dataclass
-class SwapOutcome:
-    """What one round of task changes did; the reload service returns it."""
-
-    ok: bool
-    message: str
-
-
-@dataclass
-class _Request:
-    reason: str  # "params" | "reload" | "outputs"
-    force: bool = False
-    future: Any = None  # rclpy Future completed by the control thread
 
 
 @dataclass
@@ -121,23 +106,23 @@ class PerceptionNode(Node):
         self._model_path = cfg.model_path()
         model = load_model(self._model_path)  # fail fast on a bad model, before any I/O
         self._base_names = model.task_names()
-        self._first_model: Any = model  # the first engine is built from it
         self._check_params(cfg)
         self._mounting = cfg.mounting.mounting()
         self._log = self.get_logger()
 
         self._stats = FrameStats(cfg.latency_window)
         self._state = NodeState(input_topic=cfg.input.resolved_topic)
-        self._engine: Any = None
         self._cond = threading.Condition()
         self._pending: tuple[Any, int] | None = None
         self._stop = False
         self._pub_lock = threading.Lock()
         self._outputs: dict[str, _TaskOutputs] = {}
-        self._loaded: dict[str, tuple[int, int, int]] = {}  # bundle task -> file signature
-        self._failed: dict[str, tuple[tuple[int, int, int], str]] = {}  # name -> (sig, why)
-        self._requests: queue.Queue[_Request] = queue.Queue()
-        self._watcher = AdaptersWatcher(cfg.adapters_dir)
+        self._tasks = TaskSet(
+            params=lambda: self.params, base_names=self._base_names, model_path=self._model_path,
+            first_model=model, mounting=self._mounting, state=self._state,
+            outputs=OutputHooks(ensure=self._ensure_outputs, drop=self._drop_outputs,
+                                refresh=self._refresh_outputs, names=lambda: list(self._outputs)),
+            log=self._log, log_error=self._log_error)
         self._camera: Any = None  # calibration.CameraModel from the first CameraInfo
         self._camera_applied: tuple[int, Any, tuple[int, int]] | None = None
         self._last_seq: dict[bytes, int] = {}
@@ -163,7 +148,7 @@ class PerceptionNode(Node):
 
         self._threads = [
             threading.Thread(target=self._worker_loop, name="tadp-infer", daemon=True),
-            threading.Thread(target=self._control_loop, name="tadp-control", daemon=True),
+            threading.Thread(target=self._tasks.run, name="tadp-control", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -178,7 +163,7 @@ class PerceptionNode(Node):
     @property
     def engine(self) -> Any:
         """The engine serving frames now (None while it is built)."""
-        return self._engine
+        return self._tasks.engine
 
     def _check_params(self, cfg: NodeParams) -> None:
         if self._base_names is None:  # during declaration: the model is not loaded yet
@@ -194,9 +179,9 @@ class PerceptionNode(Node):
 
     def _on_params_changed(self, changed: set[str], cfg: NodeParams) -> None:
         if "tasks" in changed:
-            self._requests.put(_Request("params"))
+            self._tasks.request("params")
         if changed & {"color_tasks", "publish_color"}:
-            self._requests.put(_Request("outputs"))
+            self._tasks.request("outputs")
 
     # -- input -------------------------------------------------------------------------------
     def _subscribe_camera(self, reliability: str) -> None:
@@ -252,7 +237,7 @@ class PerceptionNode(Node):
             if last is not None and seq > last + 1:
                 self._stats.count("lost", seq - last - 1)
             self._last_seq[gid] = seq
-        if self._engine is None:
+        if self._tasks.engine is None:
             self._stats.count("not_ready")
             return
         with self._cond:
@@ -292,7 +277,7 @@ class PerceptionNode(Node):
                     return
                 msg, received_ns = self._pending
                 self._pending = None
-            engine = self._engine
+            engine = self._tasks.engine
             if engine is None:
                 continue
             try:
@@ -372,183 +357,7 @@ class PerceptionNode(Node):
                         pubs.path.publish(path_msg(ego_lane_centre(result.polylines), header,
                                                     cfg.vehicle_frame))
 
-    # -- hot swap (control thread) ---------------------------------------------------------------
-    def _control_loop(self) -> None:
-        cfg = self.params
-        try:
-            self._reconcile(force=True, initial=True)
-        except Exception as err:  # noqa: BLE001 - reported; the node keeps running
-            self._state.engine = f"failed: {err}"
-            self._log.error(f"engine build failed: {err}; fix the parameters and call "
-                            f"~/reload_tasks")
-        while not self._stop:
-            try:
-                request = self._requests.get(timeout=cfg.adapters_poll_s)
-            except queue.Empty:
-                request = None
-            if self._stop:
-                break
-            requests = [request] if request is not None else []
-            try:
-                if request is None:
-                    changes = self._watcher.poll()
-                    if changes:
-                        self._log.info(
-                            f"adapters_dir: added {[b.name for b in changes.added]}, changed "
-                            f"{[b.name for b in changes.changed]}, removed {changes.removed}")
-                        self._reconcile(force=False)
-                    continue
-                while not self._requests.empty():  # coalesce a burst of changes
-                    requests.append(self._requests.get_nowait())
-                if all(r.reason == "outputs" for r in requests):
-                    self._refresh_outputs()
-                    outcome = SwapOutcome(True, "outputs refreshed")
-                else:
-                    outcome = self._reconcile(force=any(r.force for r in requests))
-            except Exception as err:  # noqa: BLE001 - reported; the node keeps serving
-                outcome = SwapOutcome(False, f"{type(err).__name__}: {err}")
-                self._state.engine = (f"failed: {err}" if self._engine is None
-                                      else self._state.engine)
-                self._log.error(f"task change failed: {outcome.message}")
-            for r in requests:
-                if r.future is not None:
-                    r.future.set_result(outcome)
-        while not self._requests.empty():
-            r = self._requests.get_nowait()
-            if r.future is not None:
-                r.future.set_result(SwapOutcome(False, "node is shutting down"))
-
-    def _desired(self, cfg: NodeParams, bundles: dict[str, Any]) -> tuple[list[str], list[str],
-                                                                          dict[str, str]]:
-        """(model tasks, bundle tasks, problems by task) wanted by the ``tasks`` parameter."""
-        base_names = self._base_names or []
-        problems: dict[str, str] = {}
-        if cfg.tasks == (ALL_TASKS,):
-            for name in bundles:
-                if name in base_names:
-                    problems[name] = (f"bundle {bundles[name].path.name} has the name of a task "
-                                      "of the model; rename it")
-            return list(base_names), [n for n in bundles if n not in base_names], problems
-        base = [t for t in cfg.tasks if t in base_names]
-        wanted = [t for t in cfg.tasks if t not in base_names and t in bundles]
-        for t in cfg.tasks:
-            if t not in base_names and t not in bundles:
-                problems[t] = (f"listed in tasks but adapters_dir {cfg.adapters_dir!r} has no "
-                               f"{t}.tadtask or {t}.safetensors")
-        return base, wanted, problems
-
-    def _build_engine(self, base: list[str]) -> Any:
-        from perception.runtime.engine import PerceptionEngine
-        from perception.training.model_file import load_model
-
-        cfg = self.params
-        # A rebuild needs a fresh model: an engine merges LoRA and removes tasks in its model.
-        model, self._first_model = self._first_model or load_model(self._model_path), None
-        return PerceptionEngine(
-            model, cfg.backend, input_size=cfg.network_size,
-            tasks=base, mounting=self._mounting, threads=cfg.threads, precision=cfg.precision,
-            cache_dir=Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None)
-
-    def _reconcile(self, *, force: bool, initial: bool = False) -> SwapOutcome:
-        """Make the engine run what ``tasks`` and ``adapters_dir`` say; report what happened."""
-        from perception.training.bundle import read_bundle
-
-        cfg = self.params
-        bundles = scan_bundles(cfg.adapters_dir)
-        self._watcher.adopt(bundles)
-        if force:
-            self._failed.clear()
-        base, wanted, problems = self._desired(cfg, bundles)
-        lines: list[str] = []
-        engine, loaded = self._engine, dict(self._loaded)
-        rebuild = engine is None or any(t not in engine.tasks for t in base)
-        if rebuild:
-            t0 = time.perf_counter()
-            self._state.engine = "starting" if engine is None else self._state.engine
-            engine, loaded = self._build_engine(base), {}
-            self._state.backend = engine.backend.describe()
-            lines.append(f"{'built' if initial else 'rebuilt'} the engine with {base} "
-                         f"({(time.perf_counter() - t0) * 1e3:.0f} ms)")
-        for name in reversed(engine.tasks):  # fusion tasks were added last: they go first
-            if name not in base and name not in wanted:
-                try:
-                    report = engine.remove_task(name)
-                except ConfigError as err:  # fused by a task that stays
-                    problems[name] = f"cannot remove: {err}"
-                    lines.append(f"remove {name} FAILED: {err}")
-                    continue
-                loaded.pop(name, None)
-                lines.append(f"removed {name} ({report.latency_ms:.0f} ms)")
-        todo = []
-        for name in wanted:
-            entry = bundles[name]
-            op = "replace" if name in engine.tasks else "add"
-            if op == "replace" and loaded.get(name) == entry.signature:
-                continue
-            failed = self._failed.get(name)
-            if failed is not None and failed[0] == entry.signature:
-                problems[name] = failed[1]  # unchanged since it failed: not retried until reload
-                continue
-            try:
-                bundle = read_bundle(entry.path)
-                if bundle.name != name:
-                    raise ConfigError(f"{entry.path.name} holds task {bundle.name!r}; name the "
-                                      f"file {bundle.name}{entry.path.suffix}")
-            except PerceptionError as err:
-                self._fail(name, entry.signature, str(err), problems, lines, op)
-                continue
-            todo.append((len(bundle.manifest.sources), op, name, entry, bundle))
-        for _, op, name, entry, bundle in sorted(todo, key=lambda t: t[0]):
-            if op == "add" and not rebuild:
-                self._ensure_outputs(name, bundle.manifest.task)  # the topic exists first
-            report = engine.add_task(bundle) if op == "add" else engine.replace_task(bundle)
-            if report.ok:
-                loaded[name] = entry.signature
-                self._failed.pop(name, None)
-                lines.append(f"{op} {name} ok ({report.latency_ms:.0f} ms)")
-                self._state.last_swap = f"{op} {name}: ok in {report.latency_ms:.0f} ms"
-                if not rebuild:
-                    self._ensure_outputs(name, bundle.manifest.task)
-            else:
-                if op == "add" and not rebuild:
-                    self._drop_outputs(name)
-                self._fail(name, entry.signature, report.message, problems, lines, op)
-        if rebuild:
-            if self._stop:
-                return SwapOutcome(False, "node is shutting down")
-            for name in engine.tasks:
-                self._ensure_outputs(name, engine.model.tasks[name].cfg)
-            self._engine = engine  # the worker takes it for the next frame
-            self._state.engine = "ready"
-        self._loaded = loaded
-        for name in list(self._outputs):
-            if name not in engine.tasks:
-                self._drop_outputs(name)
-        self._refresh_outputs()
-        self._state.active_tasks = list(engine.tasks)
-        self._state.bundle_errors = problems
-        for line in lines:  # (rclpy refuses two severities from one call site)
-            if "FAILED" in line:
-                self._log.error(line)
-            else:
-                self._log.info(line)
-        for name, why in problems.items():
-            if not any(line.startswith(("add " + name, "replace " + name)) for line in lines):
-                self._log_error(f"task:{name}", f"task {name!r} is not running: {why}")
-        summary = "; ".join(lines) or "no change"
-        active = f"active tasks: {', '.join(engine.tasks)}"
-        if problems:
-            errors = "; ".join(f"{k}: {v}" for k, v in sorted(problems.items()))
-            return SwapOutcome(False, f"{summary}. {active}. ERRORS: {errors}")
-        return SwapOutcome(True, f"{summary}. {active}")
-
-    def _fail(self, name: str, sig: Any, why: str, problems: dict[str, str], lines: list[str],
-              op: str) -> None:
-        self._failed[name] = (sig, why)
-        problems[name] = why
-        lines.append(f"{op} {name} FAILED: {why}")
-        self._state.last_swap = f"{op} {name}: FAILED: {why}"
-
+    # -- outputs (the task set's hooks; called on the control thread) ---------------------------
     def _ensure_outputs(self, name: str, task_cfg: Any) -> None:
         from perception.tasks import kind_of
 
@@ -597,7 +406,7 @@ class PerceptionNode(Node):
         # A done callback makes the executor wake up when the control thread sets the result;
         # without one, the awaiting coroutine would only resume at the next unrelated event.
         future.add_done_callback(lambda _: None)
-        self._requests.put(_Request("reload", force=True, future=future))
+        self._tasks.request("reload", force=True, future=future)
         outcome: SwapOutcome = await future
         response.success, response.message = outcome.ok, outcome.message
         return response
@@ -615,6 +424,7 @@ class PerceptionNode(Node):
         if self._threads:
             with self._cond:
                 self._stop = True
+                self._tasks.stop()
                 self._cond.notify_all()
             for thread in self._threads:
                 if thread.is_alive():
