@@ -15,7 +15,19 @@ from calibration.camera import CameraModel
 from perception.data.classes import class_names
 from perception.data.synthetic import SynthConfig, kernels
 from perception.data.synthetic.blas import set_blas_threads, single_threaded_blas
+from perception.data.synthetic.primitive import (
+    Cls,
+    Material,
+    PrimTable,
+    box,
+    boxes,
+    ellipsoid,
+    ellipsoids,
+    frame,
+    frames,
+)
 from perception.data.synthetic.renderer import _ground_pass, _pixel_rays, camera_rays
+from perception.data.synthetic.vehicle import vehicle_prims
 from perception.data.synthetic.world import generate_world
 
 _NAMES = class_names()
@@ -131,6 +143,38 @@ def test_single_threaded_blas_restores_the_thread_count() -> None:
     finally:
         for n in before:
             set_blas_threads(n)
+
+
+
+def _table_bits(table: PrimTable) -> list[tuple[str, str, bytes]]:
+    return [(f, str(getattr(table, f).dtype), _bits(getattr(table, f))) for f in table.__dataclass_fields__]
+
+
+def test_batched_primitives_are_the_one_by_one_ones() -> None:
+    """``primitive.boxes`` / ``ellipsoids`` (trees, vehicles) give ``box`` / ``ellipsoid``'s numbers."""
+    rng = np.random.default_rng(0)
+    n = 50
+    origin, yaw = rng.normal(0, 50, (n, 3)), rng.uniform(-4, 4, n)
+    lo = rng.uniform(-3, 0, (n, 3))
+    lo[::2, 2] = 0.0  # -0.0 plane offsets, as trunks have
+    hi, color = rng.uniform(0, 3, (n, 3)), rng.uniform(0, 1, (n, 3))
+    s, params = rng.uniform(0, 99, n), rng.normal(size=(n, 4))
+    T = frames(origin, yaw)
+    want = PrimTable.from_prims([box(frame(origin[i], yaw[i]), tuple(lo[i]), tuple(hi[i]), Cls.BUILDING,
+                                     Material.FACADE, color[i], params[i], s[i]) for i in range(n)])
+    assert _table_bits(boxes(T, lo, hi, Cls.BUILDING, Material.FACADE, color, s, params)) == _table_bits(want)
+    want = PrimTable.from_prims([ellipsoid(origin[i], tuple(hi[i]), Cls.VEGETATION, Material.FOLIAGE, color[i],
+                                           yaw=yaw[i], s=s[i]) for i in range(n)])
+    got = ellipsoids(origin, hi, Cls.VEGETATION, Material.FOLIAGE, color, yaw, s)
+    assert _table_bits(got) == _table_bits(want)
+
+
+def test_fleet_parts_are_vehicle_prims() -> None:
+    world = generate_world(5, SynthConfig(height=96, width=192), duration_s=5.0)
+    vehicles = world.fleet.vehicles
+    assert {v.kind for v in vehicles} >= {"car", "suv"}
+    want = PrimTable.from_prims([p for v in vehicles for p in vehicle_prims(v)])
+    assert _table_bits(world.fleet.parts) == _table_bits(want)
 
 
 _RENDER_AFTER_WARM_UP = """

@@ -16,7 +16,7 @@ from perception.data.classes import class_names
 from perception.data.synthetic import kernels
 
 __all__ = ["Cls", "Material", "Kind", "Prim", "PrimTable", "box", "prism", "ellipsoid", "frame",
-           "MAX_PLANES"]
+           "frames", "boxes", "ellipsoids", "MAX_PLANES"]
 
 MAX_PLANES = 6  # boxes and the 4-sided prisms used here; fewer planes = less work per ray
 _NAMES = class_names()
@@ -137,6 +137,50 @@ def ellipsoid(centre: np.ndarray, radii: tuple[float, float, float], cls: int, m
     corners = np.concatenate((-r, r))[_CORNERS]
     return Prim(Kind.ELLIPSOID, int(cls), material, np.asarray(color, float), np.zeros((0, 4)),
                 _place(_NO_PLANES, corners, T)[1], T, np.array([r[0], r[1], r[2], 0.0]), float(s))
+
+
+def frames(origin: np.ndarray, yaw: np.ndarray) -> np.ndarray:
+    """[N, 4, 4] :func:`frame` for N origins ([N, 3]) and yaws ([N])."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    T = np.zeros((len(yaw), 4, 4))
+    T[:, 0, 0], T[:, 0, 1], T[:, 1, 0], T[:, 1, 1] = c, -s, s, c
+    T[:, :3, 3] = origin
+    T[:, 2, 2] = T[:, 3, 3] = 1.0
+    return T
+
+
+def boxes(T: np.ndarray, lo: np.ndarray, hi: np.ndarray, cls, material, color: np.ndarray, s: np.ndarray,
+          params: np.ndarray | None = None) -> PrimTable:
+    """N :func:`box` es at once (the same numbers): frames [N, 4, 4], corners [N, 3], classes and
+    materials (one or [N]), colours [N, 3], arc lengths [N], material parameters [N, 4] (default 0)."""
+    n = len(T)
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    planes = np.empty((n, MAX_PLANES, 4))
+    planes[:, :, :3] = _BOX_NORMALS
+    planes[:, :3, 3] = hi
+    planes[:, 3:, 3] = -lo
+    corners = np.ascontiguousarray(np.concatenate((lo, hi), 1)[:, _CORNERS])
+    return PrimTable(np.full(n, Kind.CONVEX, np.int8), np.broadcast_to(np.asarray(cls, np.uint8), n).copy(),
+                     np.broadcast_to(np.asarray(material, np.int8), n).copy(), np.asarray(color, float),
+                     kernels.place_planes(planes, T), np.full(n, MAX_PLANES, np.int64),
+                     kernels.place_points(corners, T), T, np.zeros((n, 4)) if params is None else np.asarray(params, float),
+                     np.asarray(s, float))
+
+
+def ellipsoids(centre: np.ndarray, radii: np.ndarray, cls: int, material: Material, color: np.ndarray,
+               yaw: np.ndarray, s: np.ndarray) -> PrimTable:
+    """N :func:`ellipsoid` s at once (the same numbers): centres and radii [N, 3], colours
+    [N, 3], yaws and arc lengths [N]."""
+    n = len(centre)
+    T = frames(centre, yaw)
+    planes = np.zeros((n, MAX_PLANES, 4))
+    planes[:, :, 3] = 1.0
+    params = np.zeros((n, 4))
+    params[:, :3] = radii
+    corners = np.ascontiguousarray(np.concatenate((-radii, radii), 1)[:, _CORNERS])
+    return PrimTable(np.full(n, Kind.ELLIPSOID, np.int8), np.full(n, cls, np.uint8), np.full(n, material, np.int8),
+                     np.asarray(color, float), planes, np.zeros(n, np.int64), kernels.place_points(corners, T), T,
+                     params, np.asarray(s, float))
 
 
 @dataclass

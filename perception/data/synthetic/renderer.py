@@ -182,12 +182,14 @@ def _frame_prims(world: World, t_s: float, ego_s: float) -> PrimTable:
     lo, hi = ego_s - 40.0, ego_s + world.config.view_range_m
     st = world.statics
     a, b = np.searchsorted(st.s, [lo, hi])
-    table = PrimTable.concat([st.take(slice(a, b)), world.fleet.at(world.road, t_s, lo - 10.0, hi)])
-    # Level of detail: small parts (wheels, roofs, arms, signs) only where they cover pixels.
-    extent = np.ptp(table.verts, axis=1).max(axis=1)
-    far = np.abs(table.s - ego_s)
-    keep = far < np.maximum(extent * world.camera.fx / 3.0, 25.0)
-    return table.take(np.flatnonzero(keep))
+    fleet = world.fleet.at(world.road, t_s, lo - 10.0, hi)
+
+    def visible(s: np.ndarray, extent: np.ndarray) -> np.ndarray:
+        # Level of detail: small parts (wheels, roofs, arms, signs) only where they cover pixels.
+        return np.flatnonzero(np.abs(s - ego_s) < np.maximum(extent * world.camera.fx / 3.0, 25.0))
+
+    return PrimTable.concat([st.take(a + visible(st.s[a:b], world.statics_extent_m[a:b])),
+                             fleet.take(visible(fleet.s, np.ptp(fleet.verts, axis=1).max(axis=1)))])
 
 
 def _screen_rects(ctx: Context, vc: np.ndarray, camera: CameraModel, bounds) -> np.ndarray:

@@ -12,7 +12,18 @@ from enum import Enum
 
 import numpy as np
 
-from perception.data.synthetic.primitive import Cls, Material, Prim, box, ellipsoid, frame, prism
+from perception.data.synthetic.primitive import (
+    Cls,
+    Material,
+    Prim,
+    PrimTable,
+    box,
+    boxes,
+    ellipsoids,
+    frame,
+    frames,
+    prism,
+)
 from perception.data.synthetic.road import Road
 
 __all__ = ["SceneKind", "Scenery", "sample_scenery"]
@@ -27,7 +38,7 @@ class SceneKind(Enum):
 
 @dataclass
 class Scenery:
-    prims: list[Prim]
+    table: PrimTable  # in creation order (not sorted by s)
     lamps: np.ndarray  # [L, 3] world positions of street-light heads (night lighting)
 
 
@@ -47,18 +58,24 @@ _FOLIAGE_CDF = (_FOLIAGE_CDF / _FOLIAGE_CDF[-1]).tolist()
 def _lin(rgb, rng: np.random.Generator, jitter: float = 6.0) -> np.ndarray:
     """A jittered sRGB colour in linear RGB: ``srgb_to_linear(clip(rgb + N(0, jitter), 0, 255))``
     in Python floats (called thousands of times per world; the same operations)."""
+    return np.array(_lin_list(np.asarray(rgb, float).tolist(), rng, jitter))
+
+
+def _lin_list(rgb: list[float], rng: np.random.Generator, jitter: float) -> list[float]:
+    """:func:`_lin` as a list of Python floats."""
     noise = rng.normal(0, jitter, 3).tolist()
     out = []
-    for v, e in zip(np.asarray(rgb, float).tolist(), noise, strict=True):
+    for v, e in zip(rgb, noise, strict=True):
         c = min(max(v + e, 0.0), 255.0) / 255.0
         out.append(c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4)
-    return np.array(out)
+    return out
 
 
-def _foliage_index(rng: np.random.Generator) -> int:
-    """``rng.choice(len(_FOLIAGE), p=_FOLIAGE_P / _FOLIAGE_P.sum())``: the same draw (one uniform
-    against the normalised cumulative weights), without choice()'s per-call checks."""
-    return bisect.bisect_right(_FOLIAGE_CDF, rng.random())
+def _foliage_index(u: float) -> int:
+    """``rng.choice(len(_FOLIAGE), p=_FOLIAGE_P / _FOLIAGE_P.sum())`` from its uniform draw ``u``
+    (``rng.random()``): the same index (``u`` against the normalised cumulative weights), without
+    choice()'s per-call checks."""
+    return bisect.bisect_right(_FOLIAGE_CDF, u)
 
 
 def _interp1(x: float, xp: list[float], fp: list[float]) -> float:
@@ -94,6 +111,11 @@ class _Placer:
         self._slope = road.slope_grid.tolist()
 
     def frame(self, s: float, d: float, z: float = 0.0, yaw_extra: float = 0.0) -> np.ndarray:
+        X, Y, yaw = self.pose(s, d, yaw_extra)
+        return frame(np.array([X, Y, z]), yaw)
+
+    def pose(self, s: float, d: float, yaw_extra: float = 0.0) -> tuple[float, float, float]:
+        """World ``(X, Y, yaw)`` of the road-aligned frame at ``(s, d)``."""
         road = self.road
         s = float(s)
         if road.width_mod_amp == 0.0:
@@ -105,36 +127,96 @@ class _Placer:
         f = _interp1(X, self._x, self._y)
         slope = _interp1(X, self._x, self._slope)
         Y = f + dm * math.sqrt(1.0 + slope * slope)
-        return frame(np.array([X, Y, z]), float(np.arctan(slope)) + yaw_extra)
+        return X, Y, float(np.arctan(slope)) + yaw_extra
 
 
-def _tree(rng, place: _Placer, s: float, d: float, scale: float = 1.0, blobs: int = 0) -> list[Prim]:
-    """A trunk and a crown of 2-4 overlapping ellipsoids (irregular, not a lollipop)."""
-    T = place.frame(s, d)
-    pos = T[:3, 3]
-    height = rng.uniform(5.0, 11.0) * scale
-    trunk_h = height * rng.uniform(0.2, 0.35)
-    trunk_r = 0.08 + 0.015 * height
-    bark = _lin((75, 68, 60), rng, 8)
-    foliage = _FOLIAGE[_foliage_index(rng)]
-    crown_r = (height - trunk_h) * rng.uniform(0.32, 0.45)
-    prims = [box(T, (-trunk_r, -trunk_r, 0.0), (trunk_r, trunk_r, trunk_h + crown_r), Cls.VEGETATION,
-                 Material.PLAIN, bark, s=s)]
-    centre_z = trunk_h + crown_r
-    n_blobs = blobs or int(rng.integers(2, 5))
-    for i in range(n_blobs):
-        if i == 0:
-            off = np.zeros(3)
-            r = crown_r
-        else:
-            ang = rng.uniform(0, 2 * np.pi)
-            off = np.array([np.cos(ang), np.sin(ang), rng.uniform(-0.6, 0.5)]) * crown_r * rng.uniform(0.5, 0.8)
-            r = crown_r * rng.uniform(0.55, 0.85)
-        prims.append(ellipsoid(pos + np.array([off[0], off[1], centre_z + off[2]]),
-                               (r * rng.uniform(0.9, 1.25), r * rng.uniform(0.9, 1.25), r * rng.uniform(0.7, 1.05)),
-                               Cls.VEGETATION, Material.FOLIAGE, _lin(foliage, rng, 10), yaw=rng.uniform(0, np.pi),
-                               s=s))
-    return prims
+def _uniform(lo: float, hi: float, u: float) -> float:
+    """``rng.uniform(lo, hi)`` from the ``rng.random()`` draw ``u`` (numpy computes it so)."""
+    return lo + (hi - lo) * u
+
+
+_BARK = [75.0, 68.0, 60.0]
+_FOLIAGE_ROWS = _FOLIAGE.tolist()
+
+
+class _Trees:
+    """Trees: a trunk and a crown of 2-4 overlapping ellipsoids (irregular, not a lollipop).
+
+    :meth:`add` draws one tree's random numbers (the draws and the order of the former one-tree
+    builder, so worlds stay the same); :meth:`table` then builds all trees' primitives at once,
+    with ``primitive.boxes`` / ``primitive.ellipsoids`` (the numbers ``box`` / ``ellipsoid``
+    give), instead of ~15 small NumPy calls per primitive.
+    """
+
+    def __init__(self, place: _Placer) -> None:
+        self.place = place
+        self.trunks: list[tuple[float, ...]] = []  # X, Y, yaw, trunk radius, trunk top, s, bark RGB
+        # Per crown blob: tree, first (1/0), angle, lift, reach, crown centre height, crown radius,
+        # blob radius, 3 radius factors, yaw, RGB.
+        self.blobs: list[tuple[float, ...]] = []
+        self.rows: list[int] = []  # per primitive in creation order: ~tree (trunk) or blob index
+
+    def add(self, rng: np.random.Generator, s: float, d: float, scale: float = 1.0, blobs: int = 0) -> int:
+        """Draw one tree at ``(s, d)``; returns its number of primitives.
+
+        Consecutive ``rng.uniform(lo, hi)`` draws are taken as one ``rng.random(k)``: the same
+        numbers (``uniform`` is ``lo + (hi - lo) * next_double``, ``random`` is ``next_double``).
+        """
+        X, Y, yaw = self.place.pose(s, d)
+        u = rng.random(2).tolist()
+        height = _uniform(5.0, 11.0, u[0]) * scale
+        trunk_h = height * _uniform(0.2, 0.35, u[1])
+        trunk_r = 0.08 + 0.015 * height
+        bark = _lin_list(_BARK, rng, 8)
+        u = rng.random(2).tolist()
+        foliage = _FOLIAGE_ROWS[_foliage_index(u[0])]
+        crown_r = (height - trunk_h) * _uniform(0.32, 0.45, u[1])
+        tree = len(self.trunks)
+        self.trunks.append((X, Y, yaw, trunk_r, trunk_h + crown_r, s, *bark))
+        self.rows.append(~tree)
+        centre_z = trunk_h + crown_r
+        n_blobs = blobs or int(rng.integers(2, 5))
+        for i in range(n_blobs):
+            if i == 0:
+                first, ang, lift, reach, r = 1.0, 0.0, 0.0, 0.0, crown_r
+                u = rng.random(3).tolist()
+            else:
+                first = 0.0
+                u = rng.random(7).tolist()
+                ang = _uniform(0, 2 * np.pi, u[0])
+                lift = _uniform(-0.6, 0.5, u[1])
+                reach = _uniform(0.5, 0.8, u[2])
+                r = crown_r * _uniform(0.55, 0.85, u[3])
+                u = u[4:]
+            f0, f1, f2 = _uniform(0.9, 1.25, u[0]), _uniform(0.9, 1.25, u[1]), _uniform(0.7, 1.05, u[2])
+            color = _lin_list(foliage, rng, 10)
+            self.rows.append(len(self.blobs))
+            self.blobs.append((tree, first, ang, lift, reach, centre_z, crown_r, r, f0, f1, f2,
+                               _uniform(0, np.pi, rng.random()), *color))
+        return 1 + n_blobs
+
+    def table(self) -> PrimTable:
+        """All trees' primitives, in creation order."""
+        if not self.rows:
+            return PrimTable.empty()
+        tr = np.array(self.trunks)  # [T, 9]
+        bl = np.array(self.blobs)  # [B, 15]
+        nt = len(tr)
+        # Trunks: boxes |x|, |y| <= r, 0 <= z <= top in the road-aligned frame at the tree.
+        zero = np.zeros(nt)
+        r, top = tr[:, 3], tr[:, 4]
+        trunks = boxes(frames(np.stack([tr[:, 0], tr[:, 1], zero], 1), tr[:, 2]), np.stack([-r, -r, zero], 1),
+                       np.stack([r, r, top], 1), Cls.VEGETATION, Material.PLAIN, tr[:, 6:9], tr[:, 5])
+        # Crown blobs: ellipsoids around the crown centre (the first one on it).
+        tree = bl[:, 0].astype(np.int64)
+        ang, lift, reach, centre_z, crown_r = bl[:, 2], bl[:, 3], bl[:, 4], bl[:, 5], bl[:, 6]
+        off = np.stack([np.cos(ang), np.sin(ang), lift], 1) * crown_r[:, None] * reach[:, None]
+        off[bl[:, 1] > 0] = 0.0
+        centre = np.stack([tr[tree, 0] + off[:, 0], tr[tree, 1] + off[:, 1], 0.0 + (centre_z + off[:, 2])], 1)
+        crowns = ellipsoids(centre, bl[:, 7:8] * bl[:, 8:11], Cls.VEGETATION, Material.FOLIAGE, bl[:, 12:15],
+                            bl[:, 11], tr[tree, 5])
+        rows = np.array(self.rows)
+        return PrimTable.concat([trunks, crowns]).take(np.where(rows < 0, ~rows, rows + nt))
 
 
 def _building(rng, place: _Placer, s: float, side: int, d_front: float, length: float, kind: SceneKind,
@@ -216,7 +298,8 @@ def _traffic_light(rng, place: _Placer, s: float, d_pole: float, side: int, reac
 def sample_scenery(rng: np.random.Generator, road: Road, kind: SceneKind, s_lo: float, s_hi: float) -> Scenery:
     """All static objects for ``s_lo <= s <= s_hi``."""
     place = _Placer(road)
-    prims: list[Prim] = []
+    trees = _Trees(place)
+    prims: list[Prim | None] = []  # None: the next primitive of ``trees``
     lamps: list[np.ndarray] = []
     sec = road.section
     edges = road.edges_m
@@ -245,7 +328,7 @@ def sample_scenery(rng: np.random.Generator, road: Road, kind: SceneKind, s_lo: 
                     d = edge + side * min(1.0, 0.5 * sec.sidewalk_m[side_i])
                 else:
                     d = sidewalk_out + side * rng.uniform(1.5, 9.0)
-                prims += _tree(rng, place, pos, d)
+                prims += [None] * trees.add(rng, pos, d)
                 pos += rng.uniform(*tree_gap)
         # A far tree line / far buildings closing the horizon.
         # A far tree line (or far buildings in town) closes the horizon, as in real streets.
@@ -258,7 +341,7 @@ def sample_scenery(rng: np.random.Generator, road: Road, kind: SceneKind, s_lo: 
                 prims += _building(rng, place, pos, side, d, length, kind)
                 pos += length + rng.uniform(0.0, 10.0)
             else:
-                prims += _tree(rng, place, pos, d, scale=rng.uniform(1.4, 2.4), blobs=2)
+                prims += [None] * trees.add(rng, pos, d, scale=rng.uniform(1.4, 2.4), blobs=2)
                 pos += rng.uniform(8.0, 20.0)
         # Poles: street lights (urban/suburban/highway) or wooden utility poles.
         if kind is not SceneKind.RURAL or rng.random() < 0.3:
@@ -315,4 +398,11 @@ def sample_scenery(rng: np.random.Generator, road: Road, kind: SceneKind, s_lo: 
             reach = rng.uniform(3.0, max(3.5, 0.5 * (edges[1] - edges[0]) + 1.0))
             prims += _traffic_light(rng, place, pos, edges[0] - 0.6, -1, reach)
             pos += rng.uniform(120.0, 300.0)
-    return Scenery(prims, np.array(lamps).reshape(-1, 3))
+    # Trees and the other primitives, back in creation order.
+    is_tree = np.array([p is None for p in prims], bool)
+    others = PrimTable.from_prims([p for p in prims if p is not None])
+    order = np.empty(len(prims), np.int64)
+    order[~is_tree] = np.arange(len(others))
+    order[is_tree] = len(others) + np.arange(int(is_tree.sum()))
+    table = PrimTable.concat([others, trees.table()]).take(order)
+    return Scenery(table, np.array(lamps).reshape(-1, 3))

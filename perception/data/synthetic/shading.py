@@ -23,9 +23,15 @@ _RED = srgb_to_linear((200, 20, 15)).astype(np.float32)
 _WHITE_LIGHT = np.array([1.0, 0.95, 0.85], np.float32)
 _SODIUM = np.array([1.0, 0.75, 0.45], np.float32)
 _DIRT = srgb_to_linear((120, 105, 80)).astype(np.float32)
-# Materials that paint details from local (texture) coordinates, as a lookup by material id.
-_DETAILED = np.zeros(max(Material) + 1, bool)
-_DETAILED[[Material.FACADE, Material.BODY, Material.SIGN, Material.SIGNAL]] = True
+# Fixed object colours, rows as kernels.albedo names them: tail light, headlight, street lamp,
+# window glass, number plate, sign red, sign dark, round sign's plate corners, sign white, sign
+# back, traffic-light red, amber, green.
+_PALETTE = np.concatenate([
+    np.stack([_RED, _WHITE_LIGHT, _SODIUM]),
+    np.stack([srgb_to_linear(c) for c in ((30, 34, 40), (220, 220, 210), (200, 30, 30), (30, 30, 30),
+                                          (120, 120, 120), (230, 230, 230), (110, 110, 110))]).astype(np.float32),
+    np.array([[1.0, 0.08, 0.05], [1.0, 0.55, 0.05], [0.1, 1.0, 0.45]], np.float32)])
+_PALETTE.setflags(write=False)
 
 
 def sky_radiance(look, dirs: np.ndarray, origin: np.ndarray, clouds: bool = True) -> np.ndarray:
@@ -119,183 +125,30 @@ def _marking_table(road) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------------------- objects
 def _object_albedo(ctx: Context, P: np.ndarray, albedo: np.ndarray, normal: np.ndarray,
                    emissive: np.ndarray, spec: np.ndarray) -> None:
-    world = ctx.world
-    look = world.look
-    night = look.time is TimeOfDay.NIGHT
-    dusk = look.time is TimeOfDay.DUSK
+    """Normals, albedo, emission and specular weight of the object pixels: flat colours with mild
+    noise, triplanar leaf texture on foliage, windows (lit at night) on facades, lights, plate and
+    grille on vehicle bodies, sign faces, traffic-light lamps, street-lamp heads (see
+    :func:`kernels.object_albedo`; the texture look-ups stay here)."""
+    look = ctx.world.look
     table = ctx.table
     idx = np.flatnonzero(ctx.prim >= 0)
     if not idx.size:
         return
     pid = ctx.prim[idx]
     Pw = P[idx].astype(np.float64)
-    # World normals (convex: the entry face's plane; ellipsoids: the gradient at the hit), local
-    # (texture) coordinates and normals for the materials that paint details (every local frame
-    # here is a rotation about z plus an offset), colours: kernels.object_frames.
-    ell = table.kind[pid] != Kind.CONVEX
-    n_ell = np.zeros((0, 3))
-    if ell.any():
-        F = table.frame[pid[ell]]
-        r = table.params[pid[ell], :3]
-        loc = np.einsum("qji,qj->qi", F[:, :3, :3], Pw[ell] - F[:, :3, 3]) / r**2
-        nn = np.einsum("qij,qj->qi", F[:, :3, :3], loc)
-        n_ell = nn / (np.linalg.norm(nn, axis=1, keepdims=True) + 1e-12)
-    mat = table.material[pid]
-    n64, n, q_all, nl_all, col = kernels.object_frames(
-        pid, ctx.face[idx], table.kind, ctx.planes_c, np.ascontiguousarray(ctx.R_wc), table.frame, table.color,
-        _DETAILED[mat], Pw, n_ell)
-    normal[idx] = n64
     noise = texture.sample_octaves(Pw[:, 0] + 0.7 * Pw[:, 1], Pw[:, 2] + 0.3 * Pw[:, 1], (4.0,), (0.8,),
                                    seed=look.texture_seed + 11)
-    alb = col * (1.0 + 0.05 * noise)[:, None]
-    emi = np.zeros((idx.size, 3), np.float32)
-    sp = np.zeros(idx.size, np.float32)
-
-    sel = mat == Material.FOLIAGE
-    if sel.any():
-        q = Pw[sel]
-        # Triplanar leaf texture: three planar projections blended by the normal, so no
-        # direction of the crown shows stretched stripes.
-        an = np.abs(n[sel]) + 1e-3
-        an /= an.sum(1, keepdims=True)
-        seed = look.texture_seed + 21
-        leaf = (an[:, 2] * texture.sample_octaves(q[:, 0], q[:, 1], (40.0,), (1.0,), seed=seed)
-                + an[:, 0] * texture.sample_octaves(q[:, 1], q[:, 2], (40.0,), (1.0,), seed=seed + 1)
-                + an[:, 1] * texture.sample_octaves(q[:, 0], q[:, 2], (40.0,), (1.0,), seed=seed + 2)) * 1.1
-        # Clumps of leaves with dark gaps; crowns are darker underneath.
-        under = np.clip(0.75 + 0.35 * n[sel, 2], 0.45, 1.0)
-        # Hedges (boxes) are clipped flat: finer, softer texture than free-standing crowns.
-        flat = (table.kind[pid[sel]] == Kind.CONVEX).astype(np.float32)
-        clumps = np.clip(0.6 + (0.8 - 0.45 * flat) * leaf, 0.08, 1.8) ** 1.3
-        alb[sel] = col[sel] * (clumps * under)[:, None]
-
-    sel = mat == Material.GLASS
-    if sel.any():
-        alb[sel] = col[sel]
-        sp[sel] = 0.35
-
-    sel = mat == Material.TIRE
-    if sel.any():
-        alb[sel] = col[sel]
-
-    sel = mat == Material.FACADE
-    if sel.any():
-        q, nl = q_all[sel], nl_all[sel]
-        prm = table.params[pid[sel]]
-        floor, pitch, frac, has_win = prm[:, 0], prm[:, 1], prm[:, 2], prm[:, 3]
-        along = np.where(np.abs(nl[:, 1]) > 0.5, q[:, 0], q[:, 1])
-        fu = np.mod(along, pitch) / pitch
-        fz = np.mod(q[:, 2], floor) / floor
-        window = (fu < frac) & (fz > 0.3) & (fz < 0.82) & (q[:, 2] > 1.0) & (has_win > 0) & (np.abs(nl[:, 2]) < 0.5)
-        c = alb[sel] * (1.0 + 0.12 * noise[sel])[:, None]
-        roof = nl[:, 2] > 0.5
-        c[roof] *= 0.55
-        ground_floor = q[:, 2] < 0.5
-        c[ground_floor] *= 0.8
-        glass = srgb_to_linear((30, 34, 40)).astype(np.float32)
-        cell_tint = np.mod(np.sin(np.floor(along / pitch) * 12.9 + np.floor(q[:, 2] / floor) * 78.2) * 437.5, 1.0)
-        c[window] = glass * (0.7 + 0.9 * cell_tint[window, None])
-        # Window frames: a thin light border inside each window cell.
-        frame_px = window & ((fu < 0.04) | (fu > frac - 0.04))
-        c[frame_px] = alb[sel][frame_px] * 0.8
-        alb[sel] = c
-        sp_sel = np.where(window & ~frame_px, 0.12 + 0.15 * cell_tint, 0.0).astype(np.float32)
-        sp[sel] = sp_sel
-        if night or dusk:
-            cell = np.floor(along / pitch) * 7.31 + np.floor(q[:, 2] / floor) * 3.17 + pid[sel] * 0.917
-            lit = window & (np.mod(np.sin(cell) * 43758.5453, 1.0) < look.lit_windows)
-            e = np.zeros((sel.sum(), 3), np.float32)
-            e[lit] = np.array([1.0, 0.8, 0.5], np.float32) * (0.25 if night else 0.08)
-            emi[sel] = e
-
-    sel = mat == Material.BODY
-    if sel.any():
-        q, nl = q_all[sel], nl_all[sel]
-        prm = table.params[pid[sel]]
-        Wd, top, variant = prm[:, 1], prm[:, 2], prm[:, 3]
-        c = alb[sel]
-        e = np.zeros_like(c)
-        rear = nl[:, 0] < -0.5
-        front = nl[:, 0] > 0.5
-        side_y = np.abs(q[:, 1])
-        band = (q[:, 2] > top - 0.32) & (q[:, 2] < top - 0.08)
-        tail = rear & (side_y > 0.5 * Wd - 0.38) & band
-        head = front & (side_y > 0.5 * Wd - 0.42) & band & (variant != 3)
-        plate = rear & (side_y < 0.26) & (q[:, 2] > top - 0.55) & (q[:, 2] < top - 0.38)
-        grille = front & (side_y < 0.5 * Wd - 0.45) & band
-        lower = q[:, 2] < 0.42
-        c[lower] *= 0.6
-        c[grille] = 0.02
-        c[tail] = _RED
-        c[plate] = srgb_to_linear((220, 220, 210))
-        c[head] = 0.6
-        if night or dusk or look.headlights:
-            scale = 1.0 if night else 0.35
-            e[tail] = _RED * 3.0 * scale
-            e[head] = _WHITE_LIGHT * 6.0 * scale
-        else:
-            brake = np.mod(pid[sel] * 0.618, 1.0) < 0.15
-            e[tail & brake] = _RED * 1.2
-        alb[sel] = c
-        emi[sel] = e
-        sp[sel] = np.where(nl[:, 2] > 0.5, 0.12, 0.06)
-
-    sel = mat == Material.SIGN
-    if sel.any():
-        q, nl = q_all[sel], nl_all[sel]
-        prm = table.params[pid[sel]]
-        shape, w, size, height = prm[:, 0], prm[:, 1], prm[:, 2], prm[:, 3]
-        yy = q[:, 1] / (0.5 * w)
-        zz = (q[:, 2] - height - 0.5 * size) / (0.5 * size)
-        r = np.hypot(yy, zz)
-        c = alb[sel].copy()
-        front = nl[:, 0] < -0.5
-        red = srgb_to_linear((200, 30, 30)).astype(np.float32)
-        dark = srgb_to_linear((30, 30, 30)).astype(np.float32)
-        ring = front & (shape == 0) & (r > 0.7) & (r < 1.0)
-        c[ring] = red
-        corners0 = front & (shape == 0) & (r >= 1.0)
-        c[corners0] = srgb_to_linear((120, 120, 120))  # the plate is square, the sign is round
-        rim = front & ((shape == 4) | (shape == 2)) & ((np.abs(yy) > 0.85) | (np.abs(zz) > 0.85))
-        c[rim] = np.where((shape[rim] == 4)[:, None], red, dark)
-        text = front & (shape == 2) & (np.abs(yy) < 0.6) & (np.mod(zz * 3.0, 1.0) < 0.35) & (np.abs(zz) < 0.6)
-        c[text] = dark
-        sym = front & ((shape == 1) | (shape == 3)) & (np.abs(yy) + np.abs(zz) < 0.45)
-        c[sym] = np.where((shape[sym] == 1)[:, None], srgb_to_linear((230, 230, 230)), dark)
-        c[~front] = srgb_to_linear((110, 110, 110))
-        alb[sel] = c
-        if night and look.headlights:
-            emi[sel] = c * 0.08 * front[:, None]  # retro-reflective faces light up
-
-    sel = mat == Material.SIGNAL
-    if sel.any():
-        q, nl = q_all[sel], nl_all[sel]
-        prm = table.params[pid[sel]]
-        state, yc, base = prm[:, 0], prm[:, 1], prm[:, 3]
-        rel = q[:, 2] - base  # 0 bottom .. 1 m top of the housing
-        front = nl[:, 0] < -0.5
-        slot = np.clip(2.0 - np.floor(rel * 3.0), 0, 2)  # 0 red (top), 1 amber, 2 green
-        cy = (np.floor(rel * 3.0) + 0.5) / 3.0
-        lamp = front & (np.hypot(rel - cy, q[:, 1] - yc) < 0.12)
-        lit = lamp & (slot == state)
-        colors = np.array([[1.0, 0.08, 0.05], [1.0, 0.55, 0.05], [0.1, 1.0, 0.45]], np.float32)
-        e = np.zeros((sel.sum(), 3), np.float32)
-        e[lit] = colors[state[lit].astype(int)] * (3.0 if night else 1.2)
-        c = alb[sel]
-        c[lamp & ~lit] = 0.04
-        alb[sel] = c
-        emi[sel] = e
-
-    sel = mat == Material.LAMP
-    if sel.any() and (night or dusk):
-        down = n[sel, 2] < -0.5
-        e = np.zeros((sel.sum(), 3), np.float32)
-        e[down] = _SODIUM * (8.0 if night else 2.0)
-        emi[sel] = e
-
-    albedo[idx] = np.clip(alb, 0, 1)
-    emissive[idx] = emi
-    spec[idx] = sp
+    # Leaf texture: three planar projections (blended by the normal in the kernel), so no
+    # direction of the crown shows stretched stripes.
+    q = Pw[table.material[pid] == Material.FOLIAGE]
+    seed = look.texture_seed + 21
+    leaf = np.stack([texture.sample_octaves(q[:, 0], q[:, 1], (40.0,), (1.0,), seed=seed),
+                     texture.sample_octaves(q[:, 1], q[:, 2], (40.0,), (1.0,), seed=seed + 1),
+                     texture.sample_octaves(q[:, 0], q[:, 2], (40.0,), (1.0,), seed=seed + 2)], 1)
+    kernels.object_albedo(idx, pid, ctx.face[idx], table.kind, table.material, ctx.planes_c,
+                          np.ascontiguousarray(ctx.R_wc), table.frame, table.color, table.params, Pw, noise, leaf,
+                          _PALETTE, look.time is TimeOfDay.NIGHT, look.time is TimeOfDay.DUSK, bool(look.headlights),
+                          float(look.lit_windows), normal, albedo, emissive, spec)
 
 
 # -------------------------------------------------------------------------------------- lighting
@@ -310,16 +163,17 @@ def _clip_ground_polygon(pts_w: np.ndarray, ctx: Context) -> np.ndarray | None:
     inside = pc[:, 2] >= near
     if not inside.any():
         return None
-    if not inside.all():  # Sutherland-Hodgman against z = near
+    if not inside.all():  # Sutherland-Hodgman against z = near (in Python floats: a few points)
+        pts = pc.tolist()
         clipped = []
-        for i in range(len(pc)):
-            a, b = pc[i], pc[(i + 1) % len(pc)]
+        for i, a in enumerate(pts):
+            b = pts[(i + 1) % len(pts)]
             ia, ib = a[2] >= near, b[2] >= near
             if ia:
                 clipped.append(a)
             if ia != ib:
                 w = (near - a[2]) / (b[2] - a[2])
-                clipped.append(a + w * (b - a))
+                clipped.append([a[0] + w * (b[0] - a[0]), a[1] + w * (b[1] - a[1]), a[2] + w * (b[2] - a[2])])
         pc = np.array(clipped)
     return pc
 
@@ -346,27 +200,30 @@ def ground_shadows(ctx: Context) -> np.ndarray:
     sun = look.sun_dir
     sunny = look.sun_rgb.max() > 0.3 and sun[2] > 0.03
     ego_xy = ctx.vehicle_pose[:2]
-    extent = np.ptp(table.verts, axis=1)
     dist = np.hypot(*(table.frame[:, :2, 3] - ego_xy).T)
     body = table.material == Material.BODY
-    tall = extent[:, 2] > 0.6
+    tall = np.ptp(table.verts[:, :, 2], axis=1) > 0.6
     cand = np.flatnonzero((dist < 60.0) & ((sunny & tall) | body))
-    # Outline points of every caster: the hull vertices of convex shapes, 32 points on ellipsoids.
+    # Outline points of every caster: the hull vertices of convex shapes, 32 points on ellipsoids;
+    # per group of equal point counts: the sun's shadow (the outline and its projection along the
+    # sun, when near enough) and the contact shadow under vehicle bodies.
     ell = table.kind[cand] == Kind.ELLIPSOID
-    points: list[np.ndarray] = [table.verts[i] for i in cand]
+    groups = [(cand[~ell], table.verts[cand[~ell]])]
     if ell.any():
         e = cand[ell]
-        sphere = np.ascontiguousarray(_SPHERE[None] * table.params[e, None, :3])
-        for j, pts in zip(np.flatnonzero(ell), kernels.place_points(sphere, table.frame[e]), strict=True):
-            points[j] = pts
-    polys: list[np.ndarray] = []
-    for i, pts in zip(cand, points, strict=True):
-        if sunny and tall[i]:
-            shadow = pts - (pts[:, 2:3] / sun[2]) * sun[None]
-            if np.abs(shadow[:, :2] - ego_xy).max() < 300:
-                polys.append(np.concatenate([shadow[:, :2], pts[:, :2]]))
-        if body[i]:
-            polys.append(pts[:, :2])
+        groups.append((e, kernels.place_points(np.ascontiguousarray(_SPHERE[None] * table.params[e, None, :3]),
+                                               table.frame[e])))
+    polys: list[np.ndarray] = []  # [n, k, 2] polygons of k points
+    for ids, pts in groups:
+        if not len(ids):
+            continue
+        if sunny:
+            cast = tall[ids]
+            shadow = pts[cast] - (pts[cast, :, 2:3] / sun[2]) * sun
+            near = np.abs(shadow[..., :2] - ego_xy).max(axis=(1, 2)) < 300
+            polys.append(np.concatenate([shadow[near, :, :2], pts[cast][near, :, :2]], axis=1))
+        polys.append(pts[body[ids], :, :2])
+    polys = [p for p in polys if len(p)]
     if polys:
         _fill_ground_polygons(mask, polys, ctx)
     out = cv2.GaussianBlur(mask, (5, 5), 1.2).astype(np.float32) / 255.0
@@ -374,9 +231,10 @@ def ground_shadows(ctx: Context) -> np.ndarray:
 
 
 def _fill_ground_polygons(mask: np.ndarray, polys: list[np.ndarray], ctx: Context) -> None:
-    """Rasterise the convex hulls of ground point sets; one projection call for all of them."""
-    counts = [len(p) for p in polys]
-    pts = np.concatenate(polys)
+    """Rasterise the convex hulls of ground point sets (groups of ``[n, k, 2]``: n sets of k
+    points); one projection call for all of them."""
+    counts = np.concatenate([np.full(len(p), p.shape[1]) for p in polys])
+    pts = np.concatenate([p.reshape(-1, 2) for p in polys])
     pw = np.concatenate([pts, np.zeros((len(pts), 1))], axis=1)
     pc = (pw - ctx.origin_w) @ ctx.R_wc
     z_ok = pc[:, 2] >= 0.3
@@ -384,16 +242,16 @@ def _fill_ground_polygons(mask: np.ndarray, polys: list[np.ndarray], ctx: Contex
     if z_ok.any():
         uv[z_ok] = ctx.world.camera.project(pc[z_ok]) / ctx.pixel_scale
     uv_clip = np.clip(uv, -4 * ctx.W, 5 * ctx.W).astype(np.float32)
-    starts = np.cumsum([0] + counts[:-1])
+    starts = np.concatenate([[0], np.cumsum(counts[:-1])])
     n_ok = np.add.reduceat(z_ok.astype(np.int64), starts)
     clipped = []  # polygons reaching behind the camera, clipped: projected together below
-    for j in np.flatnonzero(n_ok):
-        start, n = int(starts[j]), counts[j]
+    for j in np.flatnonzero(n_ok).tolist():
+        start, n = int(starts[j]), int(counts[j])
         if n_ok[j] == n:
             hull = cv2.convexHull(uv_clip[start:start + n])
             cv2.fillConvexPoly(mask, np.round(hull.reshape(-1, 2) * 8).astype(np.int32), 255, cv2.LINE_8, 3)
         else:
-            pc = _clip_ground_polygon(np.concatenate([polys[j], np.zeros((n, 1))], axis=1), ctx)
+            pc = _clip_ground_polygon(pw[start:start + n], ctx)
             if pc is not None:
                 clipped.append(pc)
     if clipped:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from perception.data.synthetic.look import srgb_to_linear
-from perception.data.synthetic.primitive import Cls, Material, Prim, PrimTable, box, prism
+from perception.data.synthetic.primitive import Cls, Material, Prim, PrimTable, box, boxes, prism
 from perception.data.synthetic.road import Road
 
 __all__ = ["Vehicle", "Fleet", "sample_traffic", "vehicle_prims"]
@@ -23,6 +23,8 @@ _PAINT = np.array([[235, 235, 235], [200, 200, 205], [150, 152, 156], [90, 92, 9
 _PAINT_P = np.array([18, 14, 12, 12, 16, 6, 6, 3, 4, 2, 3, 4], float)
 _KINDS = ("car", "suv", "van", "truck", "bus")
 _KIND_P = np.array([0.55, 0.24, 0.1, 0.07, 0.04])
+_GLASS = srgb_to_linear((28, 32, 38))
+_TIRE = srgb_to_linear((22, 22, 22))
 
 
 @dataclass(frozen=True)
@@ -146,12 +148,12 @@ class Fleet:
 
     @classmethod
     def build(cls, vehicles: list[Vehicle]) -> Fleet:
-        prims, owner = [], []
+        parts, owner = [], []
         for i, v in enumerate(vehicles):
-            parts = vehicle_prims(v)
-            prims += parts
-            owner += [i] * len(parts)
-        return cls(vehicles, PrimTable.from_prims(prims), np.array(owner, np.int64),
+            p = _vehicle_parts(v)
+            parts += p
+            owner += [i] * len(p)
+        return cls(vehicles, _parts_table(parts), np.array(owner, np.int64),
                    np.array([v.s0_m for v in vehicles], float), np.array([v.speed_mps for v in vehicles], float),
                    np.array([v.d_m for v in vehicles], float), np.array([v.facing for v in vehicles], float))
 
@@ -195,31 +197,36 @@ class Fleet:
 def vehicle_prims(v: Vehicle) -> list[Prim]:
     """Body, cabin and wheels of a vehicle in its local frame (x = nose, y left, z up)."""
     T = np.eye(4)
-    s = 0.0
+    return [box(T, *part[1:], s=0.0) if part[0] == "box" else prism(T, *part[1:], s=0.0)
+            for part in _vehicle_parts(v)]
+
+
+def _vehicle_parts(v: Vehicle) -> list[tuple]:
+    """:func:`vehicle_prims` as arguments: ``("box", lo, hi, cls, material, colour, params)`` or
+    ``("prism", profile, half width, cls, material, colour, params)``."""
     L, W, H = v.length_m, v.width_m, v.height_m
     hl, hw = 0.5 * L, 0.5 * W
     color = np.array(v.color)
-    glass = srgb_to_linear((28, 32, 38))
-    tire = srgb_to_linear((22, 22, 22))
-    prims: list[Prim] = []
+    glass, tire = _GLASS, _TIRE
+    prims: list[tuple] = []
     clearance = 0.22 if v.kind in ("car", "suv", "van") else 0.45
     wheel_r = 0.33 if v.kind in ("car", "suv") else (0.38 if v.kind == "van" else 0.5)
     if v.kind in ("truck", "bus"):
         if v.kind == "bus":
-            prims.append(box(T, (-hl, -hw, clearance), (hl, hw, H), Cls.VEHICLE, Material.BODY, color,
-                             (L, W, H, 1.0), s))
-            prims.append(box(T, (-hl + 0.3, -hw - 0.01, 1.3), (hl - 0.3, hw + 0.01, H - 0.35), Cls.VEHICLE,
-                             Material.GLASS, glass, (0, 0, 0, 0), s))
+            prims.append(("box", (-hl, -hw, clearance), (hl, hw, H), Cls.VEHICLE, Material.BODY, color,
+                          (L, W, H, 1.0)))
+            prims.append(("box", (-hl + 0.3, -hw - 0.01, 1.3), (hl - 0.3, hw + 0.01, H - 0.35), Cls.VEHICLE,
+                          Material.GLASS, glass, (0, 0, 0, 0)))
         else:
             cab = 2.2
-            prims.append(box(T, (hl - cab, -hw, clearance + 0.2), (hl, hw, 2.9), Cls.VEHICLE, Material.BODY,
-                             color * 0.9 + 0.05, (L, W, 2.9, 2.0), s))
-            prims.append(box(T, (-hl, -hw, clearance + 0.3), (hl - cab - 0.2, hw, H), Cls.VEHICLE,
-                             Material.BODY, color, (L, W, H, 3.0), s))
+            prims.append(("box", (hl - cab, -hw, clearance + 0.2), (hl, hw, 2.9), Cls.VEHICLE, Material.BODY,
+                          color * 0.9 + 0.05, (L, W, 2.9, 2.0)))
+            prims.append(("box", (-hl, -hw, clearance + 0.3), (hl - cab - 0.2, hw, H), Cls.VEHICLE,
+                          Material.BODY, color, (L, W, H, 3.0)))
     else:
         body_top = clearance + (0.52 if v.kind != "van" else 0.75) * (H - clearance)
-        prims.append(box(T, (-hl, -hw, clearance), (hl, hw, body_top), Cls.VEHICLE, Material.BODY, color,
-                         (L, W, body_top, 0.0), s))
+        prims.append(("box", (-hl, -hw, clearance), (hl, hw, body_top), Cls.VEHICLE, Material.BODY, color,
+                      (L, W, body_top, 0.0)))
         inset = 0.1
         if v.kind == "car":
             rear, front = -hl + 0.12 * L, hl - 0.28 * L
@@ -230,17 +237,39 @@ def vehicle_prims(v: Vehicle) -> list[Prim]:
         else:
             rear, front = -hl + 0.02 * L, hl - 0.12 * L
             profile = [(rear, body_top), (front + 0.3, body_top), (front - 0.1, H), (rear + 0.02, H)]
-        prims.append(prism(T, np.array(profile), hw - inset, Cls.VEHICLE, Material.GLASS, glass,
-                           (0, 0, 0, 0), s))
+        prims.append(("prism", np.array(profile), hw - inset, Cls.VEHICLE, Material.GLASS, glass,
+                      (0, 0, 0, 0)))
         # Roof: a thin body-coloured slab on top of the glass house.
         roof_front, roof_rear = profile[2][0], profile[3][0]
-        prims.append(box(T, (roof_rear + 0.05, -hw + inset + 0.05, H - 0.06), (roof_front - 0.05, hw - inset - 0.05, H + 0.01),
-                         Cls.VEHICLE, Material.PLAIN, color, (0, 0, 0, 0), s))
+        prims.append(("box", (roof_rear + 0.05, -hw + inset + 0.05, H - 0.06), (roof_front - 0.05, hw - inset - 0.05, H + 0.01),
+                      Cls.VEHICLE, Material.PLAIN, color, (0, 0, 0, 0)))
     axle = hl - (0.8 if v.kind in ("car", "suv", "van") else 1.3)
     for x in (axle, -axle):
         for side in (-1.0, 1.0):
             y0 = side * (hw - 0.02)
-            prims.append(box(T, (x - wheel_r, min(y0, y0 - side * 0.22), 0.0),
-                             (x + wheel_r, max(y0, y0 - side * 0.22), 2 * wheel_r), Cls.VEHICLE,
-                             Material.TIRE, tire, (0, 0, 0, 0), s))
+            prims.append(("box", (x - wheel_r, min(y0, y0 - side * 0.22), 0.0),
+                          (x + wheel_r, max(y0, y0 - side * 0.22), 2 * wheel_r), Cls.VEHICLE,
+                          Material.TIRE, tire, (0, 0, 0, 0)))
     return prims
+
+
+def _parts_table(parts: list[tuple]) -> PrimTable:
+    """The primitives of :func:`_vehicle_parts` tuples in their order (the numbers
+    :func:`vehicle_prims` gives), the boxes built together."""
+    if not parts:
+        return PrimTable.empty()
+    is_box = np.array([p[0] == "box" for p in parts], bool)
+    bx = [p for p in parts if p[0] == "box"]
+    n = len(bx)
+
+    def column(k: int, dtype=float, width: int = 3) -> np.ndarray:
+        return np.array([p[k] for p in bx], dtype).reshape(n, width)
+
+    box_table = boxes(np.broadcast_to(np.eye(4), (n, 4, 4)).copy(), column(1), column(2), column(3, np.uint8, 1)[:, 0],
+                      column(4, np.int8, 1)[:, 0], column(5), np.zeros(n), column(6, width=4))
+    T1 = np.eye(4)
+    prisms = PrimTable.from_prims([prism(T1, *p[1:], s=0.0) for p in parts if p[0] == "prism"])
+    order = np.empty(len(parts), np.int64)
+    order[is_box] = np.arange(n)
+    order[~is_box] = n + np.arange(len(parts) - n)
+    return PrimTable.concat([box_table, prisms]).take(order)

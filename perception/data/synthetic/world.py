@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -62,6 +63,12 @@ class World:
     fleet: Fleet
     look: Look
     duration_s: float
+
+    @cached_property
+    def statics_extent_m(self) -> np.ndarray:
+        """[N] the largest axis-aligned extent of each static primitive (the renderer's level of
+        detail; computed once per world)."""
+        return np.ptp(self.statics.verts, axis=1).max(axis=1)
 
     def vehicle_to_world(self, t: float) -> np.ndarray:
         """[4, 4] vehicle frame -> world at time ``t``."""
@@ -220,7 +227,7 @@ def generate_world(seed: int | np.random.SeedSequence, config: SynthConfig | Non
         yaw_offset_rad=float(np.deg2rad(rng.normal(0, 0.5))),
     )
     scenery = sample_scenery(rng, road, kind, s_lo + 5.0, s_hi - 5.0)
-    statics = PrimTable.from_prims(scenery.prims).sorted_by_s()
+    statics = scenery.table.sorted_by_s()
     vehicles = sample_traffic(rng, road, ego.s0_m, ego.speed_mps, duration_s, config.view_range_m,
                               rand.traffic_density, kind in (SceneKind.URBAN, SceneKind.SUBURBAN))
     look = sample_look(rng, rand)

@@ -31,9 +31,14 @@ from __future__ import annotations
 
 from perception.data.synthetic.kernels._jit import fma32, fma64
 from perception.data.synthetic.kernels._warm_up import warm_up
-from perception.data.synthetic.kernels.albedo import ground_albedo, object_frames, track_exponent
+from perception.data.synthetic.kernels.albedo import ground_albedo, object_albedo, track_exponent
 from perception.data.synthetic.kernels.camera import scale_rgb, tone_and_noise, undistort_plumb_bob
-from perception.data.synthetic.kernels.geometry import ellipsoid_coefs, place_convex, place_points
+from perception.data.synthetic.kernels.geometry import (
+    ellipsoid_coefs,
+    place_convex,
+    place_planes,
+    place_points,
+)
 from perception.data.synthetic.kernels.ground import ground_hits
 from perception.data.synthetic.kernels.interp import interp, interp_slopes
 from perception.data.synthetic.kernels.lighting import haze, light
@@ -47,10 +52,10 @@ from perception.data.synthetic.kernels.visibility import batched_hits, convex_re
 
 __all__ = [
     "fma32", "fma64", "warm_up",
-    "place_convex", "place_points", "ellipsoid_coefs",  # geometry
+    "place_convex", "place_planes", "place_points", "ellipsoid_coefs",  # geometry
     "convex_rect", "batched_hits",  # visibility
     "ground_hits", "interp", "interp_slopes",  # ground
     "grid_select", "sorted_intersect", "lonely2", "upsample2",  # subsample
-    "track_exponent", "ground_albedo", "object_frames", "light", "haze",  # albedo, lighting
+    "track_exponent", "ground_albedo", "object_albedo", "light", "haze",  # albedo, lighting
     "undistort_plumb_bob", "scale_rgb", "tone_and_noise",  # camera
 ]

@@ -3,9 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from perception.data.synthetic.kernels.albedo import ground_albedo, object_frames, track_exponent
+from perception.data.synthetic.kernels.albedo import ground_albedo, object_albedo, track_exponent
 from perception.data.synthetic.kernels.camera import scale_rgb, tone_and_noise, undistort_plumb_bob
-from perception.data.synthetic.kernels.geometry import ellipsoid_coefs, place_convex, place_points
+from perception.data.synthetic.kernels.geometry import (
+    ellipsoid_coefs,
+    place_convex,
+    place_planes,
+    place_points,
+)
 from perception.data.synthetic.kernels.ground import ground_hits
 from perception.data.synthetic.kernels.lighting import haze, light
 from perception.data.synthetic.kernels.subsample import (
@@ -59,6 +64,7 @@ def warm_up() -> None:
     place_convex(np.zeros((6, 4)), np.zeros((8, 3)), np.eye(4))
     place_convex(np.zeros((0, 4)), np.zeros((8, 3)), np.eye(4))
     place_points(np.zeros((1, 8, 3)), frame)
+    place_planes(np.zeros((1, 6, 4)), frame)
     grid = np.arange(3.0)
     ground_hits(np.zeros(1, np.int64), -rays2.reshape(1, 3), np.ones(3), grid, grid, grid, grid, 0.1, 400.0, 0.0,
                 -5.0, 5.0, 0.15, 1.0, 1.0, 6, 6, np.zeros(1, np.int64), np.zeros(1), 0, 1)
@@ -69,5 +75,8 @@ def warm_up() -> None:
     ground_albedo(np.zeros(1, np.int8), np.zeros(1, np.uint8), one32, one32, one64, one32, one64, one32, one32,
                   one32, True, one32, np.full(1, -1), one64, v3, f0, f0, f0, i64, np.zeros((1, 6)),
                   np.zeros((1, 3), np.float32), v3, v3, v3, v3, f0, -5.0, 5.0, 0.0, f0)
-    object_frames(np.zeros(1, np.int32), np.zeros(1, np.int8), np.zeros(1, np.int8), np.zeros((1, 6, 4)), np.eye(3),
-                  frame, np.zeros((1, 3)), np.ones(1, np.bool_), np.zeros((1, 3)), np.zeros((0, 3)))
+    v33 = np.ones((1, 3), np.float32)
+    object_albedo(i64, np.zeros(1, np.int32), np.zeros(1, np.int8), np.zeros(1, np.int8), np.zeros(1, np.int8),
+                  np.zeros((1, 6, 4)), np.eye(3), frame, np.zeros((1, 3)), np.ones((1, 4)), np.zeros((1, 3)), one32,
+                  np.zeros((0, 3), np.float32), _readonly(np.zeros((13, 3), np.float32)), True, True, True, 0.5, v33,
+                  v33.copy(), v33.copy(), one32.copy())

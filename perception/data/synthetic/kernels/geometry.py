@@ -6,7 +6,7 @@ import numpy as np
 
 from perception.data.synthetic.kernels._jit import fma64, inline, jit
 
-__all__ = ["place_convex", "place_points", "ellipsoid_coefs"]
+__all__ = ["place_convex", "place_planes", "place_points", "ellipsoid_coefs"]
 
 
 @inline
@@ -19,6 +19,21 @@ def _mm3(A, B):
     return C
 
 
+@inline
+def _place_planes(planes_l, T, planes_w):
+    """Half-spaces ``[K, 4]`` to the world through ``T`` into ``planes_w`` (see :func:`place_convex`)."""
+    o0, o1, o2 = T[0, 3], T[1, 3], T[2, 3]
+    for k in range(planes_l.shape[0]):
+        a0, a1, a2 = planes_l[k, 0], planes_l[k, 1], planes_l[k, 2]
+        n0 = fma64(a2, T[0, 2], fma64(a1, T[0, 1], a0 * T[0, 0])) + 0.0
+        n1 = fma64(a2, T[1, 2], fma64(a1, T[1, 1], a0 * T[1, 0])) + 0.0
+        n2 = fma64(a2, T[2, 2], fma64(a1, T[2, 1], a0 * T[2, 0])) + 0.0
+        planes_w[k, 0] = n0
+        planes_w[k, 1] = n1
+        planes_w[k, 2] = n2
+        planes_w[k, 3] = planes_l[k, 3] + (fma64(n2, o2, fma64(n0, o0, n1 * o1)) + 0.0)
+
+
 @jit
 def place_convex(planes_l, verts_l, T):
     """``primitive._place``: local half-spaces ``[K, 4]`` and points ``[V, 3]`` to the world
@@ -29,15 +44,7 @@ def place_convex(planes_l, verts_l, T):
     planes_w = np.empty((K, 4))
     verts_w = np.empty((V, 3))
     o0, o1, o2 = T[0, 3], T[1, 3], T[2, 3]
-    for k in range(K):
-        a0, a1, a2 = planes_l[k, 0], planes_l[k, 1], planes_l[k, 2]
-        n0 = fma64(a2, T[0, 2], fma64(a1, T[0, 1], a0 * T[0, 0])) + 0.0
-        n1 = fma64(a2, T[1, 2], fma64(a1, T[1, 1], a0 * T[1, 0])) + 0.0
-        n2 = fma64(a2, T[2, 2], fma64(a1, T[2, 1], a0 * T[2, 0])) + 0.0
-        planes_w[k, 0] = n0
-        planes_w[k, 1] = n1
-        planes_w[k, 2] = n2
-        planes_w[k, 3] = planes_l[k, 3] + (fma64(n2, o2, fma64(n0, o0, n1 * o1)) + 0.0)
+    _place_planes(planes_l, T, planes_w)
     for v in range(V):
         a0, a1, a2 = verts_l[v, 0], verts_l[v, 1], verts_l[v, 2]
         verts_w[v, 0] = (fma64(a2, T[0, 2], fma64(a1, T[0, 1], a0 * T[0, 0])) + 0.0) + o0
@@ -57,6 +64,16 @@ def place_points(points_l, T):
             a0, a1, a2 = points_l[e, v, 0], points_l[e, v, 1], points_l[e, v, 2]
             for c in range(3):
                 out[e, v, c] = (fma64(a2, T[e, c, 2], fma64(a1, T[e, c, 1], a0 * T[e, c, 0])) + 0.0) + T[e, c, 3]
+    return out
+
+
+@jit
+def place_planes(planes_l, T):
+    """The half-spaces of :func:`place_convex` for many primitives at once: ``planes_l[e]``
+    ([E, K, 4]) through ``T[e]`` ([E, 4, 4]), the same numbers as one ``place_convex`` call each."""
+    out = np.empty(planes_l.shape)
+    for e in range(planes_l.shape[0]):
+        _place_planes(planes_l[e], T[e], out[e])
     return out
 
 
