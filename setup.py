@@ -16,7 +16,7 @@ setup(
     description="Multi-task driving perception: Swin encoder + TADFormer task adapters, ROS 2 node",
     packages=find_packages(include=["perception*", "ros2_nodes*", "calibration*"]),
     package_data={
-        "perception": ["assets/*.yaml", "assets/*/*", "assets/*/*/*"],
+        "perception": ["assets/*.yaml", "assets/*/*", "assets/*/*/*", "assets/*/*/*/*"],
         "ros2_nodes": ["*.xml"],
     },
     data_files=[

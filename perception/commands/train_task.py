@@ -110,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         if run_dir is not None:
             write_json(run_dir.path / "freeze.json", {"task": task.name, "mode": mode, **proof,
                                                       "trained": sorted(trainer.trainable)})
+            if record.get("metrics") is not None:
+                write_json(run_dir.path / "metrics.json", record["metrics"])
             path = save_bundle(model, task.name, run_dir.path, metrics=record.get("metrics"), overwrite=True)
             print(f"trained {task.name!r} ({mode}) for {trainer.step} steps; freeze verified on "
                   f"{proof['frozen_tensors']} tensors; bundle: {path}")

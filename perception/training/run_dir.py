@@ -12,7 +12,8 @@ Layout::
     RUN/checkpoints/best/      lowest validation loss
     RUN/model.safetensors      final weights, with RUN/model.yaml (``model_file.save_model``)
     RUN/metrics.json           final validation metrics
-    RUN/<task>.tadtask/        ``tadp train-task`` only: the task bundle (``bundle.save_bundle``)
+    RUN/<task>.tadtask/        ``tadp train-task`` only: the task bundle (``bundle.save_bundle``;
+                               ``--adapter full`` writes RUN/model.safetensors instead)
     RUN/freeze.json            ``tadp train-task`` only: the freeze proof
 
 Writes are atomic (temporary file + rename) so a killed run never leaves a half-written JSON.
