@@ -15,11 +15,20 @@ from torch import nn
 
 from perception.config import DecoderConfig
 
-__all__ = ["FPNDecoder", "HRNetDecoder", "build_decoder"]
+__all__ = ["FPNDecoder", "HRNetDecoder", "build_decoder", "upsample"]
 
 
 def _nchw(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 3, 1, 2)
+
+
+def upsample(logits: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+    """The decoders' last step, bilinear to the input size. ``size=None`` skips it: the runtime
+    does it outside the compiled slot (torch's kernel is several times faster than ORT's Resize
+    on these K-channel maps)."""
+    if size is None:
+        return logits
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
 class FPNDecoder(nn.Module):
@@ -33,13 +42,12 @@ class FPNDecoder(nn.Module):
         )
         self.head = nn.Conv2d(channels, out_channels, 1)
 
-    def forward(self, feats: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    def forward(self, feats: list[torch.Tensor], size: tuple[int, int] | None) -> torch.Tensor:
         x = self.lateral[-1](_nchw(feats[-1]))
         for lat, f in zip(reversed(self.lateral[:-1]), reversed(feats[:-1]), strict=False):
             y = lat(_nchw(f))
             x = y + F.interpolate(x, size=y.shape[-2:], mode="bilinear", align_corners=False)
-        x = self.head(self.fuse(x))
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return upsample(self.head(self.fuse(x)), size)
 
 
 class HRNetDecoder(nn.Module):
@@ -57,13 +65,12 @@ class HRNetDecoder(nn.Module):
             nn.Conv2d(width, out_channels, 1),
         )
 
-    def forward(self, feats: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    def forward(self, feats: list[torch.Tensor], size: tuple[int, int] | None) -> torch.Tensor:
         xs = [down(_nchw(f)) for down, f in zip(self.downsampler, feats, strict=False)]
         hw = xs[0].shape[-2:]
         xs = [xs[0]] + [F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
                         for x in xs[1:]]
-        x = self.last_layer(torch.cat(xs, dim=1))
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return upsample(self.last_layer(torch.cat(xs, dim=1)), size)
 
 
 def build_decoder(cfg: DecoderConfig, stage_dims: tuple[int, ...], out_channels: int) -> nn.Module:

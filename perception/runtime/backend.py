@@ -51,6 +51,9 @@ class Backend(ABC):
     """Owns the compiled trunk and slot programs of one model at one input size."""
 
     name: str = ""
+    # How many slot programs the engine may run at once, each on its own thread. 1 = one after the
+    # other, each using every thread (torch: one global intra-op pool; TensorRT: one stream).
+    slot_workers: int = 1
 
     def __init__(self, *, threads: int = 2, cache_dir: Path | None = None,
                  precision: str = "fp32") -> None:

@@ -165,13 +165,15 @@ def hotswap_loop(engine: PerceptionEngine, frame: np.ndarray, bundles: dict[str,
                  frames: int | None = None) -> HotswapReport:
     """Run frames at ``rate_hz`` on a thread while the caller adds, replaces and removes a task
     (``cycles`` times), then tries a corrupt bundle. Measures each operation from the call to the
-    first frame that carries the new task set, frames late or skipped, and whether the base tasks'
-    outputs stayed bit-identical. Memory growth is judged from ``rss_warm_mb`` (after the first
+    first frame that carries the new task set (the new *version* for a replace), frames late or
+    skipped, and whether the base tasks' outputs stayed bit-identical. ``clock_wait_ms`` is the part
+    of ``to_first_frame_ms`` spent waiting for the next frame of the ``rate_hz`` clock after the
+    call returned; the rest is the call and that frame's own processing. Memory growth is judged from ``rss_warm_mb`` (after the first
     cycle, which builds the new task's slot program once) to ``rss_end_mb``."""
     period = 1.0 / rate_hz
     base = engine.infer(frame)
     base_names = set(base.raw)
-    log: list[tuple[float, frozenset[str]]] = []
+    log: list[tuple[float, float, dict[str, int]]] = []  # (start, end, task -> serial)
     stats = {"late": 0, "skipped": 0, "n": 0, "identical": True}
     stop = threading.Event()
 
@@ -190,8 +192,9 @@ def hotswap_loop(engine: PerceptionEngine, frame: np.ndarray, bundles: dict[str,
                 due = start + k * period
             if time.perf_counter() - due > 0.5 * period:
                 stats["late"] += 1
+            t_start = time.perf_counter()
             res = engine.infer(frame)
-            log.append((time.perf_counter(), frozenset(res.raw)))
+            log.append((t_start, time.perf_counter(), res.tasks))
             for name in base_names:
                 if not np.array_equal(res.raw[name], base.raw[name]):
                     stats["identical"] = False
@@ -202,12 +205,14 @@ def hotswap_loop(engine: PerceptionEngine, frame: np.ndarray, bundles: dict[str,
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
 
-    def first_frame_with(pred: Callable[[frozenset[str]], bool], after: float) -> float | None:
+    def first_frame_with(pred: Callable[[dict[str, int], object], bool], rep: object, after: float
+                         ) -> tuple[float, float] | None:
+        """(start, end) of the first frame started after ``after`` that satisfies ``pred``."""
         deadline = time.perf_counter() + 10
         while time.perf_counter() < deadline:
-            for t, names in list(log):
-                if t >= after and pred(names):
-                    return t
+            for start, end, tasks in list(log):
+                if start >= after and pred(tasks, rep):
+                    return start, end
             time.sleep(0.005)
         return None
 
@@ -216,22 +221,26 @@ def hotswap_loop(engine: PerceptionEngine, frame: np.ndarray, bundles: dict[str,
         rep = call()
         t_call = time.perf_counter()
         ok = getattr(rep, "ok", True)
-        seen = first_frame_with(pred, t_call) if ok else None
+        seen = first_frame_with(pred, rep, t0) if ok else None
         report.operations.append({
             "operation": name, "ok": bool(ok), "call_ms": (t_call - t0) * 1e3,
-            "to_first_frame_ms": (seen - t0) * 1e3 if seen else None,
+            "to_first_frame_ms": (seen[1] - t0) * 1e3 if seen else None,
+            "clock_wait_ms": max(0.0, seen[0] - t_call) * 1e3 if seen else None,
             "message": getattr(rep, "message", ""),
         })
         time.sleep(settle_s)
 
+    def carries(tasks: dict[str, int], rep: object) -> bool:
+        return tasks.get("corridor") == getattr(rep, "serial", None)
+
     time.sleep(settle_s)
     try:
         for _ in range(cycles):
-            op("add", lambda: engine.add_task(bundles["v1"]), lambda s: "corridor" in s)
-            op("replace", lambda: engine.replace_task(bundles["v2"]), lambda s: "corridor" in s)
-            op("remove", lambda: engine.remove_task("corridor"), lambda s: "corridor" not in s)
+            op("add", lambda: engine.add_task(bundles["v1"]), carries)
+            op("replace", lambda: engine.replace_task(bundles["v2"]), carries)
+            op("remove", lambda: engine.remove_task("corridor"), lambda tasks, _: "corridor" not in tasks)
             report.rss_warm_mb = report.rss_warm_mb or rss_mb()
-        op("add corrupt", lambda: engine.add_task(bundles["corrupt"]), lambda s: True)
+        op("add corrupt", lambda: engine.add_task(bundles["corrupt"]), lambda tasks, _: True)
         if frames is not None:
             while thread.is_alive() and stats["n"] < frames:
                 time.sleep(0.1)

@@ -1,7 +1,8 @@
 """PerceptionEngine: one trunk per frame for all tasks, tasks in hot-swappable slots.
 
 ``infer(frame)`` runs preprocessing, the trunk once, every active task's slot, and
-post-processing. Tasks are added, replaced or removed while frames flow: the new task is
+post-processing. Slots run side by side when the backend allows it (``Backend.slot_workers``):
+plain tasks first, then fusion tasks, which need their sources' features. Tasks are added, replaced or removed while frames flow: the new task is
 verified (bundle fingerprints and shapes), its slot program is built only if no task of the same
 structure exists yet, its weights are prepared and a smoke inference runs - all on the caller's
 thread - and only then is the active task tuple swapped, atomically between two frames. Any
@@ -9,9 +10,11 @@ failure leaves the engine serving exactly what it served before.
 """
 from __future__ import annotations
 
+import itertools
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ import numpy as np
 import torch
 
 from perception.errors import BundleError, ConfigError, PerceptionError
+from perception.models.decoders import upsample
 from perception.models.network import MultiTaskNet
 from perception.runtime.backend import Backend, SlotRunner, make_backend
 from perception.runtime.frames import Preprocessor, resize_output
@@ -43,6 +47,7 @@ class ActiveTask:
     key: SlotKey
     weights: Any  # backend-prepared
     sources: tuple[str, ...] = ()
+    serial: int = 0  # unique per activation: tells a replaced task's frames from the old one's
 
 
 @dataclass
@@ -53,6 +58,7 @@ class FrameResult:
     raw: dict[str, np.ndarray] = field(default_factory=dict)  # network-resolution predictions
     timings_ms: dict[str, float] = field(default_factory=dict)
     polylines: list[np.ndarray] | None = None  # lanes in the vehicle frame, when calibrated
+    tasks: dict[str, int] = field(default_factory=dict)  # task -> serial of the version that ran
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,7 @@ class SwapReport:
     latency_ms: float
     message: str = ""
     built_slot: bool = False
+    serial: int = 0  # of the task version now active (add/replace), as in FrameResult.tasks
 
 
 class PerceptionEngine:
@@ -92,6 +99,10 @@ class PerceptionEngine:
         self.backend.compile_trunk(self._trunk_program, self._example, self.trunk_fp)
         self._example_trunk = self.backend.run_trunk(self._example)
         self._slots: dict[SlotKey, SlotRunner] = {}
+        self._serials = itertools.count(1)
+        workers = self.backend.slot_workers
+        self._slot_pool = (ThreadPoolExecutor(workers, thread_name_prefix="tadp-slot")
+                           if workers > 1 else None)
         self._source_feats: dict[str, list[Any]] = {}
         active = []
         for name in tasks if tasks is not None else model.task_names():
@@ -131,7 +142,8 @@ class PerceptionEngine:
         weights = task_weights(self.model, name)
         program_names = list(weights)  # task_weights order == SlotProgram.weight_names order
         prepared = runner.prepare([weights[k] for k in program_names])
-        task = ActiveTask(name, head.kind, head.cfg, runner.key, prepared, head.sources)
+        task = ActiveTask(name, head.kind, head.cfg, runner.key, prepared, head.sources,
+                          serial=next(self._serials))
         self._smoke(task)
         return task, built
 
@@ -139,7 +151,7 @@ class PerceptionEngine:
         """Run the slot on the cached example trunk; a non-finite or mis-shaped output refuses."""
         sources = [self._run_features(s) for s in task.sources]
         out, feats = self._slots[task.key].run(self._example_trunk, sources, task.weights)
-        arr = self.backend.to_numpy(out)
+        arr = self.backend.to_numpy(upsample(self.backend.to_torch(out), self.input_size))
         expected = (1, task.kind.channels(task.cfg), *self.input_size)
         if tuple(arr.shape) != expected or not np.isfinite(arr).all():
             raise BundleError(f"task {task.name!r} failed its smoke inference: output shape "
@@ -159,52 +171,13 @@ class PerceptionEngine:
     def infer_batch(self, frames: Sequence[np.ndarray], *, rgb: bool = False) -> list[FrameResult]:
         """Several frames (e.g. cameras) at once; each result has the same layout as ``infer``."""
         active = self._active  # snapshot: a swap during this frame takes effect on the next one
-        raw, timings = self._forward(frames, rgb, active)
+        sizes = [f.shape[:2] for f in frames]
+        done, timings = self._forward(frames, rgb, active, sizes)
         t3 = time.perf_counter()
-        results = self._postprocess(active, raw, [f.shape[:2] for f in frames])
-        timings["postprocess"] = (time.perf_counter() - t3) * 1e3
-        timings["total"] += timings["postprocess"]
-        for r in results:
-            r.timings_ms = dict(timings)
-        return results
-
-    def logits(self, frames: Sequence[np.ndarray], *, rgb: bool = False) -> dict[str, torch.Tensor]:
-        """Raw task outputs [B, K, h, w] at the network resolution (what evaluation scores)."""
-        raw, _ = self._forward(frames, rgb, self._active)
-        return {name: self.backend.to_torch(out).float() for name, out in raw.items()}
-
-    def _forward(self, frames: Sequence[np.ndarray], rgb: bool, active: Sequence[ActiveTask]
-                 ) -> tuple[dict[str, Any], dict[str, float]]:
-        t0 = time.perf_counter()
-        images = self.preprocess.batch(list(frames), rgb)
-        t1 = time.perf_counter()
-        trunk = self.backend.run_trunk(images)
-        t2 = time.perf_counter()
-        raw: dict[str, Any] = {}
-        feats: dict[str, list[Any]] = {}
-        task_ms: dict[str, float] = {}
-        for task in active:
-            ts = time.perf_counter()
-            sources = [feats[s] for s in task.sources]
-            raw[task.name], feats[task.name] = self._slots[task.key].run(trunk, sources,
-                                                                          task.weights)
-            task_ms[f"task/{task.name}"] = (time.perf_counter() - ts) * 1e3
-        t3 = time.perf_counter()
-        timings = {"preprocess": (t1 - t0) * 1e3, "trunk": (t2 - t1) * 1e3,
-                   "tasks": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3, **task_ms}
-        return raw, timings
-
-    def _postprocess(self, active: Iterable[ActiveTask], raw: dict[str, Any],
-                     sizes: list[tuple[int, int]]) -> list[FrameResult]:
         results = [FrameResult(outputs={}) for _ in sizes]
         for task in active:
-            pred = task.kind.postprocess(self.backend.to_torch(raw[task.name]), task.cfg)
-            pred = pred.cpu().numpy()
-            if pred.ndim == 4:  # vector outputs (normals) [B, C, h, w] -> [B, h, w, C]
-                pred = np.ascontiguousarray(pred.transpose(0, 2, 3, 1))
-            for b, size in enumerate(sizes):
-                results[b].raw[task.name] = pred[b]
-                results[b].outputs[task.name] = resize_output(pred[b], size, task.kind.output_type)
+            for r, (pred, out) in zip(results, done[task.name][1], strict=True):
+                r.raw[task.name], r.outputs[task.name] = pred, out
         if self.camera is not None and self.mounting is not None:
             from calibration.lanes import mask_to_polylines
 
@@ -212,7 +185,73 @@ class PerceptionEngine:
             for r in results:
                 if "lanes" in r.raw:
                     r.polylines = mask_to_polylines(r.raw["lanes"] > 0, net_cam, self.mounting)
+        serial_ms = (time.perf_counter() - t3) * 1e3
+        timings["postprocess"] += serial_ms  # the per-task part ran inside ``tasks``
+        timings["total"] += serial_ms
+        serials = {t.name: t.serial for t in active}
+        for r in results:
+            r.timings_ms, r.tasks = dict(timings), dict(serials)
         return results
+
+    def logits(self, frames: Sequence[np.ndarray], *, rgb: bool = False) -> dict[str, torch.Tensor]:
+        """Raw task outputs [B, K, h, w] at the network resolution (what evaluation scores)."""
+        done, _ = self._forward(frames, rgb, self._active, None)
+        return {name: logits.float() for name, (logits, _) in done.items()}
+
+    def _forward(self, frames: Sequence[np.ndarray], rgb: bool, active: Sequence[ActiveTask],
+                 sizes: list[tuple[int, int]] | None) -> tuple[dict[str, Any], dict[str, float]]:
+        """Per task (logits at network resolution, post-processed outputs per frame or None)."""
+        t0 = time.perf_counter()
+        images = self.preprocess.batch(list(frames), rgb)
+        t1 = time.perf_counter()
+        trunk = self.backend.run_trunk(images)
+        t2 = time.perf_counter()
+        done, task_ms, post_ms = self._run_slots(trunk, active, sizes)
+        t3 = time.perf_counter()
+        timings = {"preprocess": (t1 - t0) * 1e3, "trunk": (t2 - t1) * 1e3,
+                   "tasks": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3, **task_ms,
+                   "postprocess": post_ms}
+        return done, timings
+
+    def _run_slots(self, trunk: Any, active: Sequence[ActiveTask],
+                   sizes: list[tuple[int, int]] | None
+                   ) -> tuple[dict[str, Any], dict[str, float], float]:
+        """Run every active task's slot, upsample its logits and (with ``sizes``) post-process them,
+        in the slot workers. Returns {task: (logits, [(raw pred, output) per frame] or None)}, each
+        task's time in ms, and the longest post-processing time of one task (its share of
+        ``tasks``; post-processing runs beside other tasks' slots)."""
+        feats: dict[str, list[Any]] = {}
+        done: dict[str, Any] = {}
+        task_ms: dict[str, float] = {}
+        post_ms = 0.0
+
+        def one(task: ActiveTask) -> tuple[str, Any, list[Any], float, float]:
+            ts = time.perf_counter()
+            out, f = self._slots[task.key].run(trunk, [feats[s] for s in task.sources], task.weights)
+            tp = time.perf_counter()
+            logits = upsample(self.backend.to_torch(out), self.input_size)
+            per_frame = None if sizes is None else self._postprocess(task, logits, sizes)
+            te = time.perf_counter()
+            return task.name, (logits, per_frame), f, (te - ts) * 1e3, (te - tp) * 1e3
+
+        # Fusion tasks never fuse fusion tasks: two waves cover every dependency.
+        for wave in ([t for t in active if not t.sources], [t for t in active if t.sources]):
+            pool = self._slot_pool if len(wave) > 1 else None
+            for name, result, f, ms, post in (pool.map(one, wave) if pool else map(one, wave)):
+                feats[name], done[name] = f, result
+                task_ms[f"task/{name}"] = ms
+                post_ms = max(post_ms, post)
+        return {t.name: done[t.name] for t in active}, task_ms, post_ms
+
+    @staticmethod
+    def _postprocess(task: ActiveTask, logits: torch.Tensor, sizes: list[tuple[int, int]]
+                     ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(prediction at network resolution, at the frame's resolution) per frame."""
+        pred = task.kind.postprocess(logits, task.cfg).cpu().numpy()
+        if pred.ndim == 4:  # vector outputs (normals) [B, C, h, w] -> [B, h, w, C]
+            pred = np.ascontiguousarray(pred.transpose(0, 2, 3, 1))
+        return [(pred[b], resize_output(pred[b], size, task.kind.output_type))
+                for b, size in enumerate(sizes)]
 
     # -- hot swap ----------------------------------------------------------------------------------------
     def add_task(self, bundle: Any) -> SwapReport:
@@ -278,7 +317,7 @@ class PerceptionEngine:
                 else:
                     self._active = self._active + (task,)
                 report = SwapReport(operation, name, True, (time.perf_counter() - t0) * 1e3,
-                                    built_slot=built)
+                                    built_slot=built, serial=task.serial)
             except PerceptionError as err:
                 report = SwapReport(operation, name, False, (time.perf_counter() - t0) * 1e3,
                                     message=str(err))

@@ -5,6 +5,12 @@ faster to export these graphs than the dynamo exporter, same speed in ORT) and c
 a name made of the trunk fingerprint, input shape, slot key, program version and opset, so a
 warm start exports nothing. Task weights are graph inputs: switching tasks feeds other arrays to the
 same session.
+
+The trunk runs on every thread; slot sessions run on one thread each, ``threads`` of them at once
+(the engine's slot pool). A slot is ~600 small nodes that two intra-op threads share badly (1.6x
+for 2x the cores), while two slots side by side use both cores fully. A slot session's thread count
+is fixed, whatever the number of active tasks: ORT's results differ in the last bits between 1 and
+2 threads, and a task's output must not change when another task is added (isolation).
 Optional ``precision="int8"``: dynamic per-channel int8 quantisation of the weight MatMuls.
 """
 from __future__ import annotations
@@ -68,7 +74,7 @@ def quantize_int8(src: Path, dst: Path) -> None:
 class _OrtSlot(SlotRunner):
     def __init__(self, backend: OrtBackend, program: SlotProgram, path: Path) -> None:
         self.key = program.key
-        self.session = backend.session(path)
+        self.session = backend.session(path, threads=1)  # slot_workers of these run at once
         names = {i.name for i in self.session.get_inputs()}
         self.num_trunk = program.num_trunk
         self.num_sources = program.key.num_sources
@@ -101,12 +107,13 @@ class OrtBackend(Backend):
         if self.precision not in ("fp32", "int8"):
             raise BackendError(f"onnxruntime precision must be fp32 or int8, got {self.precision!r}")
         self.ort = require("onnxruntime", extra="dev", purpose="the onnxruntime backend")
+        self.slot_workers = max(1, self.threads)
         self._trunk = None
         self._trunk_outputs: list[str] = []
 
-    def session(self, path: Path):
+    def session(self, path: Path, threads: int | None = None):
         opts = self.ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
+        opts.intra_op_num_threads = threads or self.threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = self.ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -28,7 +28,7 @@ __all__ = ["TrunkProgram", "SlotProgram", "SlotKey", "slot_key_of", "task_weight
 # Part of every on-disk cache key of exported/compiled programs: bump it whenever the trunk or slot
 # graphs change (outputs, layouts or the ops that compute them), so a warm start never loads a
 # program built from older code for the same weights.
-PROGRAM_VERSION = 2
+PROGRAM_VERSION = 3
 
 _LAST_FIELDS = ("x", "o", "pre_proj", "x1", "pre_fc1", "hidden", "pre_fc2")
 
@@ -156,7 +156,8 @@ def task_weights(model: MultiTaskNet, name: str) -> dict[str, torch.Tensor]:
 
 
 class SlotProgram(nn.Module):
-    """``forward(*trunk_outputs, *source_features, *weights)`` -> raw output [B, K, H, W].
+    """``forward(*trunk_outputs, *source_features, *weights)`` -> raw output [B, K, H/4, W/4]
+    (``decoders.upsample`` to the input size is the engine's, outside the compiled graph).
 
     Built from a template task; any task with the same :class:`SlotKey` runs through it by
     passing its own weights (in :attr:`weight_names` order). Fusion slots also take the source
@@ -199,7 +200,7 @@ class SlotProgram(nn.Module):
             feats = [layers[s + 1].downsample(f) for s, f in enumerate(feats[:-1])] + [feats[-1]]
         dec = {k[len("head.decoder."):]: v for k, v in params.items()
                if k.startswith("head.decoder.")}
-        return functional_call(self.task.head.decoder, dec, (feats, self.size))
+        return functional_call(self.task.head.decoder, dec, (feats, None))  # the engine upsamples
 
     def forward(self, *args: torch.Tensor) -> torch.Tensor:
         trunk = args[: self.num_trunk]

@@ -54,6 +54,17 @@ def test_infer_batch_equals_single(engines, frames) -> None:
                 assert np.allclose(single.raw[name], res.raw[name], rtol=1e-4, atol=1e-4)
 
 
+def test_a_task_output_does_not_depend_on_the_other_tasks(engines, cache_dir, frames) -> None:
+    """ORT runs slots side by side on one thread each: alone or beside three others, and whatever
+    slot worker picks it up, segmentation is the same to the bit."""
+    full = engines["onnxruntime"]
+    assert full.backend.slot_workers == 2 and len(full.tasks) == 4
+    solo = PerceptionEngine(make_model(), "onnxruntime", tasks=["segmentation"], cache_dir=cache_dir)
+    for frame in frames:
+        a, b = solo.infer(frame).raw["segmentation"], full.infer(frame).raw["segmentation"]
+        assert np.array_equal(a, b)
+
+
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_hot_add_replace_remove(engines, bundles, frames, backend) -> None:
     eng = engines[backend]
@@ -62,14 +73,22 @@ def test_hot_add_replace_remove(engines, bundles, frames, backend) -> None:
     assert rep.ok, rep.message
     added = eng.infer(frames[0])
     assert "corridor" in added.outputs
+    assert added.tasks["corridor"] == rep.serial and added.tasks["segmentation"] == before.tasks["segmentation"]
     for name, out in before.raw.items():  # isolation: other tasks bit-identical
         assert np.array_equal(out, added.raw[name]), name
     rep = eng.replace_task(bundles["corridor_v2"])
     assert rep.ok, rep.message
     replaced = eng.infer(frames[0])
+    assert replaced.tasks["corridor"] == rep.serial != added.tasks["corridor"]  # the new version ran
     assert not np.array_equal(replaced.raw["corridor"], added.raw["corridor"])
     rep = eng.add_task(bundles["fused"])
     assert rep.ok and "fused" in eng.infer(frames[0]).outputs
+    if backend == "onnxruntime":  # the fusion slot ran after its sources, on their features
+        ref = engines["torch"]
+        assert ref.add_task(bundles["fused"]).ok
+        a, b = ref.infer(frames[0]).raw["fused"], eng.infer(frames[0]).raw["fused"]
+        ref.remove_task("fused")
+        assert (a == b).mean() >= 0.999
     with pytest.raises(ConfigError, match="fused by"):
         eng.remove_task("segmentation")
     eng.remove_task("fused")
