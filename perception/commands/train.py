@@ -26,6 +26,9 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     d.add_argument("--max-train-samples", type=int, metavar="N", help="use only the first N training samples")
     d.add_argument("--max-val-samples", type=int, metavar="N", help="use only the first N validation samples")
     d.add_argument("--no-augment", action="store_true", help="no augmentation (resize only)")
+    d.add_argument("--zoom-prob", type=float, default=0.5, metavar="P",
+                   help="probability of the random zoom-and-crop (default 0.5; 0 keeps the camera's "
+                        "horizon and focal length, the cue a fixed-mount camera's depth relies on)")
     d.add_argument("--workers", type=int, default=2, help="data-loader processes per rank (default 2)")
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, default=10, help="passes over the training set (default 10)")
@@ -110,6 +113,12 @@ def train_config_from(args: argparse.Namespace) -> Any:
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
 
 
+def augment_config_from(args: argparse.Namespace) -> Any:
+    from perception.data.augment import AugmentConfig
+
+    return AugmentConfig(scale_prob=args.zoom_prob)  # validates: ConfigError outside [0, 1]
+
+
 def setup_runtime(args: argparse.Namespace) -> Any:
     """Threads, process group and seed; returns the :class:`DistInfo` of this process."""
     import torch
@@ -179,11 +188,13 @@ def run(args: argparse.Namespace) -> int:
                 cfg = cfg.replace(tasks=[asdict(cfg.task(t)) for t in keep])
             model = MultiTaskNet(cfg)
         train_cfg = train_config_from(args)
+        augment = augment_config_from(args)  # bad values fail before the run directory exists
         run_dir = open_run(args, info)
         layout = load_swin_weights(model.encoder, args.swin_weights) if args.swin_weights else None
         train_set, val_set = open_datasets(args)
         mode = args.mode if args.mode != "auto" else ("base" if args.swin_weights else "full")
         trainer = Trainer(model, train_set, val_set, train_cfg, run_dir, mode=mode, device=args.device,
+                          augment=augment,
                           dist_info=info)
         if run_dir is not None:
             run_dir.write_config(cfg, {
@@ -191,7 +202,8 @@ def run(args: argparse.Namespace) -> int:
                 "config": args.config or (None if args.init else "tiny"),
                 "train": args.train, "val": args.val, "init": args.init, "swin_weights": args.swin_weights, "swin_layout": layout,
                 "world_size": info.world, "train_samples": len(train_set), "steps": trainer.total_steps,
-                "steps_per_epoch": trainer.steps_per_epoch, "settings": asdict(train_cfg)})
+                "steps_per_epoch": trainer.steps_per_epoch, "settings": asdict(train_cfg),
+                "augment": asdict(augment)})
         record = trainer.fit(resume_from=args.out if args.resume else None)
         if info.main:
             path = trainer.export(record.get("metrics"))

@@ -24,6 +24,7 @@ import sys
 
 from perception.commands.train import (
     add_training_args,
+    augment_config_from,
     open_datasets,
     open_run,
     setup_runtime,
@@ -82,12 +83,14 @@ def run(args: argparse.Namespace) -> int:
         elif args.sources:
             raise ConfigError("--sources is only for --adapter fusion")
         train_cfg = train_config_from(args)
+        augment = augment_config_from(args)  # bad values fail before the run directory exists
         run_dir = open_run(args, info)
         guard = FreezeGuard(model, task.name)  # before add_task: adding must not touch anything either
         model.add_task(task, own_group=True, sources=sources)
         mode = "full" if args.adapter == "full" else "fusion" if sources else "adapter"
         train_set, val_set = open_datasets(args)
         trainer = Trainer(model, train_set, val_set, train_cfg, run_dir, mode=mode, task=task.name,
+                          augment=augment,
                           device=args.device, dist_info=info)
         if mode != "full":
             guard.check_trainable()
@@ -98,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
                 "command": "tadp " + " ".join(sys.argv[1:]), "mode": mode, "task": asdict(task),
                 "sources": list(sources), "base": args.base, "train": args.train, "val": args.val,
                 "world_size": info.world, "train_samples": len(train_set), "steps": trainer.total_steps,
-                "settings": asdict(train_cfg)})
+                "settings": asdict(train_cfg), "augment": asdict(augment)})
         record = trainer.fit(resume_from=args.out if args.resume else None)
         if mode == "full":
             if info.main:

@@ -142,6 +142,13 @@ def test_cli_init_continues_a_saved_model(data: dict[str, Path], tmp_path: Path,
     assert tadp([*common, "--config", "tiny", "--set", "adapter.rank=4", "--out", str(tmp_path / "c")]) == 2
     assert "drop --config, --set" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+    # The zoom augmentation is a training setting, so a continuation may change it.
+    assert tadp([*common, "--zoom-prob", "0", "--max-steps", "1", "--out", str(tmp_path / "d")]) == 0
+    assert json.loads((tmp_path / "d" / "train.json").read_text())["augment"]["scale_prob"] == 0.0
+    capsys.readouterr()
+    assert tadp([*common, "--zoom-prob", "1.5", "--max-steps", "1", "--out", str(tmp_path / "e")]) == 2
+    assert "scale_prob must be in [0, 1], got 1.5" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()
 
 def test_swin_checkpoint_starts_base_mode_and_stays_frozen(data: dict[str, Path], tmp_path: Path) -> None:
     """``--swin-weights`` loads a (timm-layout) Swin file; mode auto is then the paper's base mode,
