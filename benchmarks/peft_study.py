@@ -18,7 +18,8 @@ Usage::
     python benchmarks/peft_study.py ... --part corridor --steps 300 --size 256x512
 
 Prints the commands as it runs them and writes ``OUT/peft_study.md`` (tables + commands) and
-``OUT/peft_study.json``. A run whose ``metrics.json`` exists is not run again (delete it to redo).
+``OUT/peft_study.json`` (with each run's wall time: comparable only between runs that shared the
+machine alike). A run whose ``metrics.json`` exists is not run again (delete it to redo).
 """
 from __future__ import annotations
 
@@ -153,27 +154,26 @@ def base_table(runs: list[Run]) -> str:
 
     single = {r.task: r for r in runs if r.task}
     baselines = {PRIMARY[t]: single[t].metrics[PRIMARY[t]] for t in BASE_TASKS}
-    lines = ["| method | " + " | ".join(PRIMARY[t] for t in BASE_TASKS) + " | Δm (%) | trainable | wall |",
-             "|---|" + "---|" * (len(BASE_TASKS) + 3)]
+    lines = ["| method | " + " | ".join(PRIMARY[t] for t in BASE_TASKS) + " | Δm (%) | trainable |",
+             "|---|" + "---|" * (len(BASE_TASKS) + 2)]
     for r in runs:
         if r.task:
             continue
         res = {PRIMARY[t]: r.metrics[PRIMARY[t]] for t in BASE_TASKS}
         lines.append(f"| {r.method} | " + " | ".join(_fmt(k, v) for k, v in res.items())
-                     + f" | {delta_m(res, baselines):+.1f} | {r.trainable:,} | {r.seconds / 60:.0f} min |")
+                     + f" | {delta_m(res, baselines):+.1f} | {r.trainable:,} |")
     total = sum(single[t].trainable for t in BASE_TASKS)
-    wall = sum(single[t].seconds for t in BASE_TASKS)
     lines.append("| single-task full FT (4 models) | " + " | ".join(
-        _fmt(PRIMARY[t], baselines[PRIMARY[t]]) for t in BASE_TASKS) + f" | 0 (baseline) | {total:,} | {wall / 60:.0f} min |")
+        _fmt(PRIMARY[t], baselines[PRIMARY[t]]) for t in BASE_TASKS) + f" | 0 (baseline) | {total:,} |")
     return "\n".join(lines)
 
 
 def corridor_table(runs: list[Run], trunk_params: int) -> str:
-    lines = ["| method | corridor mIoU | corridor IoU | trainable | % of trunk | wall |", "|---|---|---|---|---|---|"]
+    lines = ["| method | corridor mIoU | corridor IoU | trainable | % of trunk |", "|---|---|---|---|---|"]
     for r in runs:
         iou = r.metrics.get("corridor/iou/foreground")
         lines.append(f"| {r.method} | {_fmt('', r.metrics.get('corridor/miou'))} | {_fmt('', iou)} | "
-                     f"{r.trainable:,} | {100 * r.trainable / trunk_params:.2f} % | {r.seconds / 60:.0f} min |")
+                     f"{r.trainable:,} | {100 * r.trainable / trunk_params:.2f} % |")
     return "\n".join(lines)
 
 
