@@ -331,7 +331,22 @@ def _check_index(manifest: BundleManifest, tensors: Mapping[str, torch.Tensor], 
 
 # -- does it fit this model? ---------------------------------------------------------------------
 def _expected_tensors(model: MultiTaskNet, m: BundleManifest) -> dict[str, tuple[list[int], str]]:
-    """{key: (shape, dtype)} of a freshly built head (and group) for this manifest's task."""
+    """{key: (shape, dtype)} of a freshly built head (and group) for this manifest's task.
+
+    Cached by everything the layout depends on: building the throw-away head costs ~5 ms of
+    every hot add."""
+    key = (repr(model.cfg), repr(m.task), m.name, m.adapter, tuple(m.sources))
+    if key not in _EXPECTED:
+        if len(_EXPECTED) >= 64:
+            _EXPECTED.clear()
+        _EXPECTED[key] = _build_expected(model, m)
+    return _EXPECTED[key]
+
+
+_EXPECTED: dict[tuple, dict[str, tuple[list[int], str]]] = {}
+
+
+def _build_expected(model: MultiTaskNet, m: BundleManifest) -> dict[str, tuple[list[int], str]]:
     with torch.random.fork_rng(devices=[]):  # do not advance the caller's RNG
         head = TaskHead(m.task, model.cfg, group=m.name if m.adapter == "tadformer" else BASE_GROUP,
                         sources=m.sources)
@@ -444,14 +459,13 @@ def load_bundle_into(model: MultiTaskNet, bundle: Bundle, *, trunk_fp: str | Non
     with torch.random.fork_rng(devices=[]):
         head = model.add_task(m.task, own_group=m.adapter == "tadformer", sources=m.sources)
     try:
-        state = model.state_dict()
-        own = task_tensors(model, m.name)
+        own = task_tensors(model, m.name)  # the live tensors (state_dict keeps no copies)
         if set(own) != set(bundle.tensors):
             odd = sorted(set(own) ^ set(bundle.tensors))
             raise BundleError(f"the built task and the bundle differ in tensors {shortened(odd)}")
         with torch.no_grad():
             for k, v in bundle.tensors.items():
-                state[k].copy_(v)
+                own[k].copy_(v)
         head.train(model.training)
         if m.adapter == "tadformer":
             model.groups[m.name].train(model.training)

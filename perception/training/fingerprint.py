@@ -92,10 +92,16 @@ def task_tensors(model: MultiTaskNet, name: str) -> dict[str, torch.Tensor]:
     """The state of a task as a bundle stores it: ``tasks.<name>.*`` and, for a TADFormer task with
     its own group, ``groups.<name>.*`` (full model names)."""
     head = _head(model, name)
-    prefixes = [f"tasks.{name}."]
-    if _uses_group(model, name) and head.group == name:
-        prefixes.append(f"groups.{name}.")
-    return {k: v for k, v in model.state_dict().items() if k.startswith(tuple(prefixes))}
+    return _owned_state(model, name, name if _uses_group(model, name) and head.group == name else None)
+
+
+def _owned_state(model: MultiTaskNet, name: str, group: str | None) -> dict[str, torch.Tensor]:
+    """``tasks.<name>.*`` (+ ``groups.<group>.*``) exactly as ``model.state_dict()`` names them,
+    read from the two submodules only: the whole model's state dict costs ~1.3 ms per call."""
+    state = model.tasks[name].state_dict(prefix=f"tasks.{name}.")
+    if group is not None:
+        state.update(model.groups[group].state_dict(prefix=f"groups.{group}."))
+    return state
 
 
 def relative_tensors(tensors: Mapping[str, torch.Tensor], name: str, group: str | None
@@ -120,9 +126,8 @@ def task_fingerprint(model: MultiTaskNet, name: str, *, branch_only: bool = Fals
     """
     head = _head(model, name)
     group = head.group if _uses_group(model, name) else None
-    prefixes = [f"tasks.{name}."] + ([f"groups.{group}."] if group else [])
-    state = {k: v for k, v in model.state_dict().items() if k.startswith(tuple(prefixes))}
-    return fingerprint_of(state, name, group, sources=head.sources, branch_only=branch_only)
+    return fingerprint_of(_owned_state(model, name, group), name, group, sources=head.sources,
+                          branch_only=branch_only)
 
 
 def fingerprint_of(tensors: Mapping[str, torch.Tensor], name: str, group: str | None, *,
