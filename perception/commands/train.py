@@ -27,8 +27,8 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     d.add_argument("--max-val-samples", type=int, metavar="N", help="use only the first N validation samples")
     d.add_argument("--no-augment", action="store_true", help="no augmentation (resize only)")
     d.add_argument("--zoom-prob", type=float, default=0.5, metavar="P",
-                   help="probability of the random zoom-and-crop (default 0.5; 0 keeps the camera's "
-                        "horizon and focal length, the cue a fixed-mount camera's depth relies on)")
+                   help="probability of the random zoom-and-crop (default 0.5; 0 keeps every "
+                        "frame's horizon and focal length as rendered)")
     d.add_argument("--workers", type=int, default=2, help="data-loader processes per rank (default 2)")
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, default=10, help="passes over the training set (default 10)")

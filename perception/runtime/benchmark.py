@@ -166,10 +166,11 @@ def hotswap_loop(engine: PerceptionEngine, frame: np.ndarray, bundles: dict[str,
     """Run frames at ``rate_hz`` on a thread while the caller adds, replaces and removes a task
     (``cycles`` times), then tries a corrupt bundle. Measures each operation from the call to the
     first frame that carries the new task set (the new *version* for a replace), frames late or
-    skipped, and whether the base tasks' outputs stayed bit-identical. ``clock_wait_ms`` is the part
-    of ``to_first_frame_ms`` spent waiting for the next frame of the ``rate_hz`` clock after the
-    call returned; the rest is the call and that frame's own processing. Memory growth is judged from ``rss_warm_mb`` (after the first
-    cycle, which builds the new task's slot program once) to ``rss_end_mb``."""
+    skipped, and whether the base tasks' outputs stayed bit-identical. ``clock_wait_ms`` is the
+    part of ``to_first_frame_ms`` spent waiting for the next frame of the ``rate_hz`` clock after
+    the call returned; the rest is the call and that frame's own processing. Memory growth is
+    judged from ``rss_warm_mb`` (after the first cycle, which builds the new task's slot program
+    once) to ``rss_end_mb``."""
     period = 1.0 / rate_hz
     base = engine.infer(frame)
     base_names = set(base.raw)
@@ -205,23 +206,29 @@ def hotswap_loop(engine: PerceptionEngine, frame: np.ndarray, bundles: dict[str,
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
 
-    def first_frame_with(pred: Callable[[dict[str, int], object], bool], rep: object, after: float
-                         ) -> tuple[float, float] | None:
-        """(start, end) of the first frame started after ``after`` that satisfies ``pred``."""
+    def first_frame_with(pred: Callable[[dict[str, int], object], bool], rep: object, after: float,
+                         first: int) -> tuple[float, float] | None:
+        """(start, end) of the first frame started after ``after`` that satisfies ``pred``; the
+        log is scanned from entry ``first`` on (earlier ones started before the call) and only
+        once per entry, so polling does not take the GIL from the frame loop for long."""
         deadline = time.perf_counter() + 10
+        i = first
         while time.perf_counter() < deadline:
-            for start, end, tasks in list(log):
+            while i < len(log):
+                start, end, tasks = log[i]
                 if start >= after and pred(tasks, rep):
                     return start, end
+                i += 1
             time.sleep(0.005)
         return None
 
     def op(name: str, call: Callable[[], object], pred) -> None:
+        first = len(log)
         t0 = time.perf_counter()
         rep = call()
         t_call = time.perf_counter()
         ok = getattr(rep, "ok", True)
-        seen = first_frame_with(pred, rep, t0) if ok else None
+        seen = first_frame_with(pred, rep, t0, first) if ok else None
         report.operations.append({
             "operation": name, "ok": bool(ok), "call_ms": (t_call - t0) * 1e3,
             "to_first_frame_ms": (seen[1] - t0) * 1e3 if seen else None,

@@ -2,11 +2,13 @@
 
 ``infer(frame)`` runs preprocessing, the trunk once, every active task's slot, and
 post-processing. Slots run side by side when the backend allows it (``Backend.slot_workers``):
-plain tasks first, then fusion tasks, which need their sources' features. Tasks are added, replaced or removed while frames flow: the new task is
-verified (bundle fingerprints and shapes), its slot program is built only if no task of the same
-structure exists yet, its weights are prepared and a smoke inference runs - all on the caller's
-thread - and only then is the active task tuple swapped, atomically between two frames. Any
-failure leaves the engine serving exactly what it served before.
+plain tasks first, then fusion tasks, which need their sources' features.
+
+Tasks are added, replaced or removed while frames flow: the new task is verified (bundle
+fingerprints and shapes), its slot program is built only if no task of the same structure exists
+yet, its weights are prepared and a smoke inference runs - all on the caller's thread - and only
+then is the active task tuple swapped, atomically between two frames. Any failure leaves the
+engine serving exactly what it served before.
 """
 from __future__ import annotations
 
@@ -151,11 +153,12 @@ class PerceptionEngine:
         """Run the slot on the cached example trunk; a non-finite or mis-shaped output refuses."""
         sources = [self._run_features(s) for s in task.sources]
         out, feats = self._slots[task.key].run(self._example_trunk, sources, task.weights)
-        arr = self.backend.to_numpy(upsample(self.backend.to_torch(out), self.input_size))
-        expected = (1, task.kind.channels(task.cfg), *self.input_size)
-        if tuple(arr.shape) != expected or not np.isfinite(arr).all():
+        arr = self.backend.to_numpy(out)  # at the decoder's resolution: upsampling adds no check
+        expected = (1, task.kind.channels(task.cfg))
+        if arr.ndim != 4 or tuple(arr.shape[:2]) != expected or not np.isfinite(arr).all():
             raise BundleError(f"task {task.name!r} failed its smoke inference: output shape "
-                              f"{tuple(arr.shape)} (expected {expected}), finite={np.isfinite(arr).all()}")
+                              f"{tuple(arr.shape)} (expected {expected} + h, w), "
+                              f"finite={np.isfinite(arr).all()}")
         self._source_feats[task.name] = feats
 
     def _run_features(self, name: str) -> list[Any]:

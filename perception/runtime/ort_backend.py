@@ -7,7 +7,7 @@ warm start exports nothing. Task weights are graph inputs: switching tasks feeds
 same session.
 
 The trunk runs on every thread; slot sessions run on one thread each, ``threads`` of them at once
-(the engine's slot pool). A slot is ~600 small nodes that two intra-op threads share badly (1.6x
+(the engine's slot pool). A slot is ~600 small nodes that two intra-op threads share badly (~1.5x
 for 2x the cores), while two slots side by side use both cores fully. A slot session's thread count
 is fixed, whatever the number of active tasks: ORT's results differ in the last bits between 1 and
 2 threads, and a task's output must not change when another task is added (isolation).

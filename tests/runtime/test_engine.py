@@ -98,6 +98,28 @@ def test_hot_add_replace_remove(engines, bundles, frames, backend) -> None:
         eng.remove_task("corridor")
 
 
+def test_a_bundle_with_non_finite_output_fails_its_smoke_inference(engines, frames, tmp_path) -> None:
+    """A bundle can be well-formed and still broken (here a NaN decoder bias, as diverged training
+    leaves it): the smoke inference refuses it before any frame sees it."""
+    import torch
+
+    from perception.config import TaskConfig
+    from perception.training.bundle import save_bundle
+
+    model = make_model()
+    head = model.add_task(TaskConfig(name="corridor", kind="mask"))
+    with torch.no_grad():
+        head.decoder.head.bias.fill_(float("nan"))
+    path = save_bundle(model, "corridor", tmp_path / "nan.tadtask")
+    eng = engines["onnxruntime"]
+    before = eng.infer(frames[0])
+    rep = eng.add_task(path)
+    assert not rep.ok and "failed its smoke inference" in rep.message and "finite=False" in rep.message
+    assert eng.tasks == ["segmentation", "depth", "drivable", "lanes"]
+    after = eng.infer(frames[0])
+    assert all(np.array_equal(before.raw[k], after.raw[k]) for k in before.raw)
+
+
 def test_bad_bundles_are_refused_and_serving_continues(engines, bundles, frames, tmp_path) -> None:
     eng = engines["onnxruntime"]
     before = eng.infer(frames[0])
