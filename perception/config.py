@@ -79,10 +79,18 @@ class AdapterConfig:
     dropout: float = 0.05
     dtf_kernel: int = 3
     fusion_key_dim: int = 32
+    # TADFormer: the first stage whose last block gets a task branch. 0 (the paper) adapts all
+    # four; 1 leaves the stride-4 stage shared, the largest per-task cost (about a third of a
+    # task's slot at 256x512), and every task decodes the trunk's own stage-0 feature there.
+    first_task_stage: int = 0
 
     def __post_init__(self) -> None:
         if self.variant not in ADAPTER_VARIANTS:
             raise ConfigError(f"adapter.variant {self.variant!r}; valid: {ADAPTER_VARIANTS}")
+        if not 0 <= self.first_task_stage <= 3:
+            raise ConfigError(f"adapter.first_task_stage {self.first_task_stage}; valid: 0-3")
+        if self.first_task_stage and self.variant != "tadformer":
+            raise ConfigError("adapter.first_task_stage applies to the tadformer variant only")
         if self.rank < 0 or self.task_rank < 1 or self.dtf_kernel % 2 == 0:
             raise ConfigError("adapter: rank >= 0, task_rank >= 1 and an odd dtf_kernel needed")
         if self.variant != "none" and self.rank == 0:

@@ -67,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--swin-weights", metavar="PATH", help="local Swin checkpoint (timm/official/HF) for the trunk")
     p.add_argument("--init", metavar="MODEL",
                    help="continue training a saved model (a model file such as the shipped default, a run "
-                        "directory or a checkpoint directory): its config and all its weights; excludes --config, --input-size, --tasks, --set and --swin-weights")
+                        "directory or a checkpoint directory): its config and all its weights; excludes --config, --input-size, --tasks and --swin-weights. "
+                        "With --set, the changed architecture starts from every tensor of MODEL that still fits (by name and shape); the rest is newly initialised")
     p.add_argument("--mode", choices=("auto", "base", "full"), default="auto",
                    help="base: the paper's set (LoRA, norms, prompts, branch, decoders) on frozen Swin weights; "
                         "full: everything. auto (default): base with --swin-weights, else full (a random "
@@ -164,20 +165,29 @@ def run(args: argparse.Namespace) -> int:
     from perception.errors import ConfigError
     from perception.models.checkpoint import load_swin_weights
     from perception.models.network import MultiTaskNet
+    from perception.training.model_file import warm_start
     from perception.training.run_dir import load_model_from
     from perception.training.trainer import Trainer
 
     if args.init:
         clash = [flag for flag, given in (("--config", args.config), ("--input-size", args.input_size),
-                                          ("--tasks", args.tasks), ("--set", args.set),
+                                          ("--tasks", args.tasks),
                                           ("--swin-weights", args.swin_weights)) if given]
         if clash:
             raise ConfigError(f"--init takes the config and weights of {args.init!r}; drop {', '.join(clash)}")
     info = setup_runtime(args)
     try:
+        warm: dict[str, list[str]] | None = None
         if args.init:
             model = load_model_from(args.init).train()
             cfg = model.cfg
+            if args.set:
+                cfg = apply_overrides(cfg, args.set)
+                source, model = model, MultiTaskNet(cfg).train()
+                warm = warm_start(source, model)
+                if info.main:
+                    print(f"warm start from {args.init}: {len(warm['kept'])} tensors kept, "
+                          f"{len(warm['new'])} new, {len(warm['dropped'])} dropped")
         else:
             cfg = load_config(args.config or "tiny")
             if args.input_size:
@@ -203,7 +213,8 @@ def run(args: argparse.Namespace) -> int:
                 "train": args.train, "val": args.val, "init": args.init, "swin_weights": args.swin_weights, "swin_layout": layout,
                 "world_size": info.world, "train_samples": len(train_set), "steps": trainer.total_steps,
                 "steps_per_epoch": trainer.steps_per_epoch, "settings": asdict(train_cfg),
-                "augment": asdict(augment)})
+                "augment": asdict(augment), "set": args.set,
+                "warm_start": None if warm is None else {k: warm[k] for k in ("new", "dropped")}})
         record = trainer.fit(resume_from=args.out if args.resume else None)
         if info.main:
             path = trainer.export(record.get("metrics"))

@@ -126,7 +126,8 @@ class MultiTaskNet(nn.Module):
             per_task = [self._branch(s, feats, traces, cache) for s in head.sources]
             out = head.fusion(feats, per_task)
         elif self.variant == "tadformer":
-            out = tadformer_branch(self.encoder, traces, head.prompt, self.groups[head.group])
+            out = tadformer_branch(self.encoder, feats, traces, head.prompt,
+                                   self.groups[head.group])
         elif self.variant == "mtlora":
             out = mtlora_branch(self.encoder, traces, head.task_lora)
         else:

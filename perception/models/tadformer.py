@@ -78,17 +78,21 @@ class DynamicTaskFilter(nn.Module):
 
 
 class BranchParams(nn.Module):
-    """The TADFormer parameters the paper shares across tasks: per stage a prompt LayerNorm, a DTF
-    for each of proj/fc1/fc2 and a gate, plus the prompt up-projections between stages."""
+    """The TADFormer parameters the paper shares across tasks: per adapted stage a prompt
+    LayerNorm, a DTF for each of proj/fc1/fc2 and a gate, plus the prompt up-projections between
+    stages. Stages before ``adapter.first_task_stage`` hold no norm or DTF (an ``Identity`` and an
+    empty dict keep the later stages' parameter names), so no parameter sits unused."""
 
     def __init__(self, enc: EncoderConfig, adapter: AdapterConfig) -> None:
         super().__init__()
         dims = enc.stage_dims()
-        self.prompt_norms = nn.ModuleList(nn.LayerNorm(d) for d in dims)
+        self.first_stage = adapter.first_task_stage
+        self.prompt_norms = nn.ModuleList(
+            nn.LayerNorm(d) if s >= self.first_stage else nn.Identity() for s, d in enumerate(dims))
         self.dtf = nn.ModuleList(
             nn.ModuleDict({name: DynamicTaskFilter(adapter.rank, adapter.dtf_kernel)
-                           for name in ("proj", "fc1", "fc2")})
-            for _ in dims)
+                           for name in ("proj", "fc1", "fc2")} if s >= self.first_stage else {})
+            for s in range(len(dims)))
         self.prompt_gates = nn.Parameter(torch.zeros(len(dims)))  # sigmoid(0) = 0.5 at start
         self.prompt_up = nn.ModuleList(nn.Linear(dims[i], dims[i + 1], bias=False)
                                        for i in range(len(dims) - 1))
@@ -181,9 +185,13 @@ def _task_block(block: SwinBlock, bt: BlockTrace, raw: torch.Tensor, params: Bra
     return gate * from_windows(u, geo) + (1 - gate) * x2_t
 
 
-def tadformer_branch(encoder: SwinEncoder, traces: list[list[BlockTrace]], prompt: TaskPrompt,
-                     params: BranchParams) -> list[torch.Tensor]:
-    """Run one task's TADFormer branch over a traced trunk; returns F_t per stage [B, H, W, C]."""
+def tadformer_branch(encoder: SwinEncoder, shared: list[torch.Tensor],
+                     traces: list[list[BlockTrace]], prompt: TaskPrompt, params: BranchParams
+                     ) -> list[torch.Tensor]:
+    """Run one task's TADFormer branch over a traced trunk; returns F_t per stage [B, H, W, C].
+
+    ``shared`` are the trunk's stage outputs: a stage before ``params.first_stage`` passes its
+    shared feature on (the prompt still travels through it, so later stages see the same prompt)."""
     batch = traces[0][0].k.shape[0] // traces[0][0].geometry.num_windows
     p = prompt.prompt.expand(batch, -1)
     feats: list[torch.Tensor] = []
@@ -194,7 +202,8 @@ def tadformer_branch(encoder: SwinEncoder, traces: list[list[BlockTrace]], promp
             bt = traces[s][j]
             p_attn, raw = _prompt_attention(block, p, bt)
             if block.is_last:
-                feats.append(_task_block(block, bt, raw, params, s))
+                feats.append(_task_block(block, bt, raw, params, s) if s >= params.first_stage
+                             else shared[s])
             if not (s == num_stages - 1 and j == len(blocks) - 1):
                 # Code behaviour of the reference (spec §3.3 step 8): MLP on the pooled attention.
                 p = p + block.mlp(block.norm2(p_attn))

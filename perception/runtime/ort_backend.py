@@ -156,7 +156,7 @@ class OrtBackend(Backend):
         names = ([f"t{i}" for i in range(program.num_trunk)] + [f"s{i}" for i in range(n_src)]
                  + [f"w{i}" for i in range(len(program.weight_names))])
         shape = "x".join(str(s) for s in example_args[0].shape)
-        path = self._cached(f"{fingerprint[:16]}-slot-{program.key.tag()}-{shape}",
+        path = self._cached(f"{fingerprint[:16]}-slot-{program.key.tag()}-{program.structure}-{shape}",
                             _FeaturesAndOutput(program), example_args, names,
                             ["out", "f0", "f1", "f2", "f3"])
         return _OrtSlot(self, program, path)

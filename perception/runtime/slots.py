@@ -11,9 +11,11 @@ arrays fed to an already-built graph (DESIGN §4).
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -28,7 +30,7 @@ __all__ = ["TrunkProgram", "SlotProgram", "SlotKey", "slot_key_of", "task_weight
 # Part of every on-disk cache key of exported/compiled programs: bump it whenever the trunk or slot
 # graphs change (outputs, layouts or the ops that compute them), so a warm start never loads a
 # program built from older code for the same weights.
-PROGRAM_VERSION = 3
+PROGRAM_VERSION = 4
 
 _LAST_FIELDS = ("x", "o", "pre_proj", "x1", "pre_fc1", "hidden", "pre_fc2")
 
@@ -171,8 +173,15 @@ class SlotProgram(nn.Module):
         self.hrnet = model.cfg.decoder.kind == "hrnet"
         self.size = image_size
         self.task = _TaskModule(model, template)
-        self.weight_names = list(task_weights(model, template))
+        weights = task_weights(model, template)
+        self.weight_names = list(weights)
         self.num_trunk = len(trunk_layout(model.encoder)) if model.variant != "none" else 4
+        structure = {"adapter": asdict(model.cfg.adapter), "decoder": asdict(model.cfg.decoder),
+                     "weights": [[n, list(w.shape), str(w.dtype)] for n, w in weights.items()]}
+        self.structure = hashlib.sha256(json.dumps(structure, sort_keys=True).encode()
+                                        ).hexdigest()[:12]
+        """What the graph computes beyond the trunk's weights (adapter and decoder settings, the
+        weight layout): part of every compiled slot's cache key, with :meth:`SlotKey.tag`."""
 
     def _features(self, trunk, sources, params) -> list[torch.Tensor]:
         feats, traces = unflatten_trunk(self.encoder, trunk, *self.size)
@@ -185,7 +194,7 @@ class SlotProgram(nn.Module):
             prompt = {k[len("head.prompt."):]: v for k, v in params.items()
                       if k.startswith("head.prompt.")}
             group = {k[len("group."):]: v for k, v in params.items() if k.startswith("group.")}
-            return _tadformer_functional(self.encoder, traces, head.prompt, prompt,
+            return _tadformer_functional(self.encoder, feats, traces, head.prompt, prompt,
                                          self.task.group, group)
         if self.key.adapter == "mtlora":
             lora = {k[len("head.task_lora."):]: v for k, v in params.items()
@@ -239,12 +248,14 @@ class _TadWrapper(nn.Module):
         self.prompt = prompt
         self.group = group
 
-    def forward(self, traces: list[list[BlockTrace]]) -> list[torch.Tensor]:
-        return tadformer_branch(self.encoder_ref[0], traces, self.prompt, self.group)
+    def forward(self, feats: list[torch.Tensor], traces: list[list[BlockTrace]]
+                ) -> list[torch.Tensor]:
+        return tadformer_branch(self.encoder_ref[0], feats, traces, self.prompt, self.group)
 
 
-def _tadformer_functional(encoder, traces, prompt_mod, prompt_params, group_mod, group_params):
+def _tadformer_functional(encoder, feats, traces, prompt_mod, prompt_params, group_mod,
+                          group_params):
     wrapper = _TadWrapper(encoder, prompt_mod, group_mod)
     params = {f"prompt.{k}": v for k, v in prompt_params.items()}
     params.update({f"group.{k}": v for k, v in group_params.items()})
-    return functional_call(wrapper, params, (traces,))
+    return functional_call(wrapper, params, (feats, traces))

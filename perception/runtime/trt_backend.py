@@ -474,7 +474,8 @@ class TrtBackend(Backend):
         weights = list(example_args[n_in:])
         specs = [(tuple(w.shape), w.dtype) for w in weights]
         signature = {
-            "key": program.key.tag(), "variant": program.variant, "hrnet": program.hrnet,
+            "key": program.key.tag(), "structure": program.structure, "variant": program.variant,
+            "hrnet": program.hrnet,
             "decoder": type(program.task.head.decoder).__name__,
             "inputs": [list(a.shape) for a in example_args[:n_in]],
             "weights": [[n, list(s), str(d)] for n, (s, d) in zip(program.weight_names, specs,

@@ -32,7 +32,7 @@ from perception.training.fingerprint import (
 )
 from perception.yaml_io import safe_load
 
-__all__ = ["save_model", "load_model", "load_weights"]
+__all__ = ["save_model", "load_model", "load_weights", "warm_start"]
 
 
 def _model_manifest_path(path: Path) -> tuple[Path, Path]:
@@ -127,3 +127,26 @@ def load_model(path: str | Path) -> MultiTaskNet:
     if raw.get("trunk_fingerprint") not in (None, trunk_fingerprint(model)):
         raise CheckpointError(f"{weights}: loaded trunk does not match the manifest's fingerprint")
     return model.eval()
+
+
+def warm_start(source: MultiTaskNet, model: MultiTaskNet) -> dict[str, list[str]]:
+    """Copy every tensor of ``source`` that ``model`` has under the same name and shape into
+    ``model`` (e.g. continuing a trained model with a changed architecture setting). Returns the
+    names ``kept``, ``new`` (left at their initialisation) and ``dropped`` (only in ``source``).
+
+    Raises:
+        ConfigError: nothing fits, or the models' task lists differ (a changed architecture,
+            not a different model, is what this is for).
+    """
+    if source.task_names() != model.task_names():
+        raise ConfigError(f"warm start needs the same tasks; {source.task_names()} != "
+                          f"{model.task_names()}")
+    src, dst = source.state_dict(), model.state_dict()
+    kept = [k for k, v in dst.items() if k in src and src[k].shape == v.shape]
+    if not kept:
+        raise ConfigError("warm start: no tensor of the source model fits the new one")
+    with torch.no_grad():
+        for k in kept:
+            dst[k].copy_(src[k])
+    return {"kept": kept, "new": [k for k in dst if k not in set(kept)],
+            "dropped": [k for k in src if k not in dst or src[k].shape != dst[k].shape]}

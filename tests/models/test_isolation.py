@@ -38,11 +38,11 @@ def test_tasks_differ_from_each_other(tiny_model, image) -> None:
     from perception.models.tadformer import tadformer_branch
 
     with torch.no_grad():
-        _, traces = tiny_model.encoder(image, trace=True)
-        a = tadformer_branch(tiny_model.encoder, traces, tiny_model.tasks["drivable"].prompt,
-                             tiny_model.groups["base"])
-        b = tadformer_branch(tiny_model.encoder, traces, tiny_model.tasks["lanes"].prompt,
-                             tiny_model.groups["base"])
+        feats, traces = tiny_model.encoder(image, trace=True)
+        a = tadformer_branch(tiny_model.encoder, feats, traces,
+                             tiny_model.tasks["drivable"].prompt, tiny_model.groups["base"])
+        b = tadformer_branch(tiny_model.encoder, feats, traces,
+                             tiny_model.tasks["lanes"].prompt, tiny_model.groups["base"])
     assert not torch.allclose(a[0], b[0])
 
 

@@ -212,3 +212,33 @@ def test_vector_outputs_are_hwc_at_frame_resolution() -> None:
     out = eng.infer(np.full((100, 200, 3), 128, np.uint8)).outputs["normals"]
     assert out.shape == (100, 200, 3)
     assert np.allclose(np.linalg.norm(out, axis=-1), 1.0, atol=0.05)
+
+
+def test_a_shared_first_stage_runs_and_gets_its_own_programs(cache_dir, frames, tmp_path) -> None:
+    """``adapter.first_task_stage=1`` (the shipped default's setting) on ONNX Runtime: the slot
+    graph matches the model's eager forward, and its cache file differs from the paper layout's
+    although the trunk (and so its fingerprint) is the same - one key for both would load the
+    other architecture's slot."""
+    import torch
+
+    from perception.models.network import MultiTaskNet
+    from perception.training.fingerprint import trunk_fingerprint
+
+    paper = make_model()
+    shared = MultiTaskNet(paper.cfg.replace(**{"adapter.first_task_stage": 1})).eval()
+    shared.load_state_dict(paper.state_dict(), strict=False)  # every tensor but stage 0's branch
+    assert trunk_fingerprint(shared) == trunk_fingerprint(paper)
+    cache = tmp_path / "cache"
+    shutil.copytree(cache_dir, cache)
+    before = {p.name for p in (cache / "onnx").glob("*.onnx")}
+    reference = {k: v.clone() for k, v in shared.state_dict().items()}
+    engine = PerceptionEngine(shared, "onnxruntime", cache_dir=cache, tasks=["depth"])
+    new = {p.name for p in (cache / "onnx").glob("*.onnx")} - before
+    assert len(new) == 1 and "-slot-" in next(iter(new))  # the trunk file is reused
+    eager = MultiTaskNet(shared.cfg).eval()
+    eager.load_state_dict(reference)
+    images = engine.preprocess.batch([frames[0]], False)
+    with torch.no_grad():
+        want = eager(images, tasks=["depth"])["depth"]
+    got = engine.logits([frames[0]])["depth"]
+    assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)

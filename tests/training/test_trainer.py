@@ -140,8 +140,21 @@ def test_cli_init_continues_a_saved_model(data: dict[str, Path], tmp_path: Path,
     assert not torch.equal(load_model_from(tmp_path / "b").state_dict()[key], start.state_dict()[key])
     capsys.readouterr()
     assert tadp([*common, "--config", "tiny", "--set", "adapter.rank=4", "--out", str(tmp_path / "c")]) == 2
-    assert "drop --config, --set" in capsys.readouterr().err
+    assert "drop --config" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+    # --set changes the architecture of the continued model: what still fits is kept.
+    assert tadp([*common, "--set", "adapter.first_task_stage=1", "--lr", "1e-12", "--weight-decay", "0",
+                 "--max-steps", "1", "--out", str(tmp_path / "w")]) == 0
+    assert "14 dropped" in capsys.readouterr().out
+    warm = load_model_from(tmp_path / "w")
+    assert warm.cfg.adapter.first_task_stage == 1 and warm.cfg.encoder == start.cfg.encoder
+    assert torch.allclose(warm.state_dict()[key], start.state_dict()[key], atol=1e-9)
+    record = json.loads((tmp_path / "w" / "train.json").read_text())
+    assert record["set"] == ["adapter.first_task_stage=1"]
+    assert "groups.base.dtf.0.fc1.filter_std" in record["warm_start"]["dropped"]
+    assert tadp([*common, "--set", "adapter.nope=1", "--out", str(tmp_path / "x")]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
     # The zoom augmentation is a training setting, so a continuation may change it.
     assert tadp([*common, "--zoom-prob", "0", "--max-steps", "1", "--out", str(tmp_path / "d")]) == 0
     assert json.loads((tmp_path / "d" / "train.json").read_text())["augment"]["scale_prob"] == 0.0
