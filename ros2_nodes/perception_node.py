@@ -26,6 +26,7 @@ Usage::
 """
 from __future__ import annotations
 
+import collections
 import sys
 import threading
 import time
@@ -117,11 +118,15 @@ class PerceptionNode(Node):
         self._stop = False
         self._pub_lock = threading.Lock()
         self._outputs: dict[str, _TaskOutputs] = {}
+        self._published_seq: dict[str, int] = {}  # task -> engine frame number last published
+        # (engine, seq, frame, header) of the last frames: a swap's first output names one of them
+        self._recent: collections.deque[tuple[Any, int, np.ndarray, Any]] = collections.deque(maxlen=4)
         self._tasks = TaskSet(
             params=lambda: self.params, base_names=self._base_names, model_path=self._model_path,
             first_model=model, mounting=self._mounting, state=self._state,
             outputs=OutputHooks(ensure=self._ensure_outputs, drop=self._drop_outputs,
-                                refresh=self._refresh_outputs, names=lambda: list(self._outputs)),
+                                refresh=self._refresh_outputs, names=lambda: list(self._outputs),
+                                first=self._publish_first),
             log=self._log, log_error=self._log_error)
         self._camera: Any = None  # calibration.CameraModel from the first CameraInfo
         self._camera_applied: tuple[int, Any, tuple[int, int]] | None = None
@@ -326,6 +331,7 @@ class PerceptionNode(Node):
             self._log_error(f"invalid:{str(err)[:40]}", f"rejected frame {_stamp_text(msg)}: {err}")
             return
         engine_ms = (time.perf_counter_ns() - t0) / 1e6
+        self._recent.append((engine, result.seq, frame, msg.header))  # before publishing: a swap may use it
         self._publish(result, frame, msg.header)
         now_ns = self.get_clock().now().nanoseconds
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
@@ -333,13 +339,23 @@ class PerceptionNode(Node):
         node_ms = (time.perf_counter_ns() - received_ns) / 1e6
         self._stats.processed((now_ns - stamp_ns) / 1e6, node_ms, engine_ms, tasks)
 
+    def _publish_first(self, engine: Any, results: list[Any]) -> bool:
+        """A task just added or replaced: publish its output on the latest frame (computed by the
+        swap), with that frame's header, unless a newer frame of the task is already out."""
+        for known, seq, frame, header in list(self._recent):
+            if known is engine and seq == results[0].seq:
+                self._publish(results[0], frame, header)
+                return True
+        return False
+
     def _publish(self, result: Any, frame: np.ndarray, header: Any) -> None:
         cfg = self.params
         with self._pub_lock:
             for name, out in result.outputs.items():
                 pubs = self._outputs.get(name)
-                if pubs is None:
-                    continue
+                if pubs is None or self._published_seq.get(name, -1) >= result.seq > 0:
+                    continue  # per topic, stamps never go back (a swap's output came late)
+                self._published_seq[name] = result.seq
                 # Only build what somebody listens to (a 720p frame's outputs are ~9 MB).
                 if pubs.main.get_subscription_count():
                     out = published_array(out)

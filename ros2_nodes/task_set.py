@@ -50,6 +50,8 @@ class OutputHooks:
     drop: Callable[[str], None]  # destroy ~/<task>* and forget its statistics
     refresh: Callable[[], None]  # ~/<task>/color after a task or colour change
     names: Callable[[], list[str]]  # tasks that have publishers now
+    # (engine, a swap's first_results): publish a new task's output on the latest frame
+    first: Callable[[Any, list[Any]], None] = lambda engine, results: None
 
 
 class TaskSet:
@@ -232,6 +234,8 @@ class TaskSet:
                 self._state.last_swap = f"{op} {name}: ok in {report.latency_ms:.0f} ms"
                 if not rebuild:
                     self._outputs.ensure(name, bundle.manifest.task)
+                    if report.first_results:
+                        self._outputs.first(engine, report.first_results)
             else:
                 if op == "add" and not rebuild:
                     self._outputs.drop(name)

@@ -81,13 +81,16 @@ def run(args: argparse.Namespace) -> int:
               f"{rep.late} late, {rep.skipped} skipped, other tasks identical: "
               f"{rep.others_identical}, RSS {rep.rss_start_mb:.0f} -> {rep.rss_warm_mb:.0f} (after the first "
               f"cycle) -> {rep.rss_end_mb:.0f} MB")
-        print(f"{'operation':<14}{'ok':>4}{'call ms':>10}{'to first frame ms':>20}"
-              f"{'of it clock wait ms':>22}  message")
+        print(f"{'operation':<14}{'ok':>4}{'call ms':>10}{'first output ms':>17}{'its frame age ms':>18}"
+              f"{'to next frame ms':>18}{'of it clock wait ms':>22}  message")
+
+        def ms(value: float | None) -> str:
+            return "-" if value is None else f"{value:.1f}"
+
         for o in rep.operations:
-            first = "-" if o["to_first_frame_ms"] is None else f"{o['to_first_frame_ms']:.1f}"
-            wait = "-" if o["clock_wait_ms"] is None else f"{o['clock_wait_ms']:.1f}"
-            print(f"{o['operation']:<14}{str(o['ok']):>4}{o['call_ms']:>10.1f}{first:>20}{wait:>22}  "
-                  f"{o['message'][:80]}")
+            print(f"{o['operation']:<14}{str(o['ok']):>4}{o['call_ms']:>10.1f}{ms(o['first_output_ms']):>17}"
+                  f"{ms(o['first_output_frame_age_ms']):>18}{ms(o['to_first_frame_ms']):>18}"
+                  f"{ms(o['clock_wait_ms']):>22}  {o['message'][:80]}")
         return 0
     counts = [int(c) for c in args.tasks.split(",")]
     if max(counts) > len(model.task_names()):

@@ -168,13 +168,16 @@ def hotswap_loop(engine: PerceptionEngine, frame: np.ndarray, bundles: dict[str,
     first frame that carries the new task set (the new *version* for a replace), frames late or
     skipped, and whether the base tasks' outputs stayed bit-identical. ``clock_wait_ms`` is the
     part of ``to_first_frame_ms`` spent waiting for the next frame of the ``rate_hz`` clock after
-    the call returned; the rest is the call and that frame's own processing. Memory growth is
+    the call returned; the rest is the call and that frame's own processing. An add or replace
+    also returns the new task's output on the latest frame (``SwapReport.first_results``):
+    ``first_output_ms`` is the call to that output, ``first_output_frame_age_ms`` how long before
+    the call that frame had started. Memory growth is
     judged from ``rss_warm_mb`` (after the first cycle, which builds the new task's slot program
     once) to ``rss_end_mb``."""
     period = 1.0 / rate_hz
     base = engine.infer(frame)
     base_names = set(base.raw)
-    log: list[tuple[float, float, dict[str, int]]] = []  # (start, end, task -> serial)
+    log: list[tuple[float, float, dict[str, int], int]] = []  # (start, end, task -> serial, seq)
     stats = {"late": 0, "skipped": 0, "n": 0, "identical": True}
     stop = threading.Event()
 
@@ -195,7 +198,7 @@ def hotswap_loop(engine: PerceptionEngine, frame: np.ndarray, bundles: dict[str,
                 stats["late"] += 1
             t_start = time.perf_counter()
             res = engine.infer(frame)
-            log.append((t_start, time.perf_counter(), res.tasks))
+            log.append((t_start, time.perf_counter(), res.tasks, res.seq))
             for name in base_names:
                 if not np.array_equal(res.raw[name], base.raw[name]):
                     stats["identical"] = False
@@ -215,7 +218,7 @@ def hotswap_loop(engine: PerceptionEngine, frame: np.ndarray, bundles: dict[str,
         i = first
         while time.perf_counter() < deadline:
             while i < len(log):
-                start, end, tasks = log[i]
+                start, end, tasks, _ = log[i]
                 if start >= after and pred(tasks, rep):
                     return start, end
                 i += 1
@@ -229,8 +232,13 @@ def hotswap_loop(engine: PerceptionEngine, frame: np.ndarray, bundles: dict[str,
         t_call = time.perf_counter()
         ok = getattr(rep, "ok", True)
         seen = first_frame_with(pred, rep, t0, first) if ok else None
+        firsts = getattr(rep, "first_results", None) if ok else None
+        started = {seq: start for start, _, _, seq in log[max(0, first - 2):]}
         report.operations.append({
             "operation": name, "ok": bool(ok), "call_ms": (t_call - t0) * 1e3,
+            "first_output_ms": (t_call - t0) * 1e3 if firsts else None,
+            "first_output_frame_age_ms": ((t0 - started[firsts[0].seq]) * 1e3
+                                          if firsts and firsts[0].seq in started else None),
             "to_first_frame_ms": (seen[1] - t0) * 1e3 if seen else None,
             "clock_wait_ms": max(0.0, seen[0] - t_call) * 1e3 if seen else None,
             "message": getattr(rep, "message", ""),

@@ -9,6 +9,11 @@ fingerprints and shapes), its slot program is built only if no task of the same 
 yet, its weights are prepared and a smoke inference runs - all on the caller's thread - and only
 then is the active task tuple swapped, atomically between two frames. Any failure leaves the
 engine serving exactly what it served before.
+
+The smoke inference runs on the trunk outputs of the latest frame when there is one, so it is
+also that frame's first output of the new task (``SwapReport.first_results``): a consumer gets
+the new task within the call, without waiting for the camera's next frame (up to a period away)
+and that frame's processing.
 """
 from __future__ import annotations
 
@@ -40,6 +45,10 @@ from perception.tasks import TaskKind
 
 __all__ = ["PerceptionEngine", "ActiveTask", "FrameResult", "SwapReport"]
 
+# Frame numbers are unique in the process, across engines: a node that rebuilds its engine keeps
+# seeing them grow, so "a newer frame of this task was already published" stays decidable.
+_FRAME_NUMBERS = itertools.count(1)
+
 
 @dataclass(frozen=True)
 class ActiveTask:
@@ -61,6 +70,7 @@ class FrameResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     polylines: list[np.ndarray] | None = None  # lanes in the vehicle frame, when calibrated
     tasks: dict[str, int] = field(default_factory=dict)  # task -> serial of the version that ran
+    seq: int = 0  # frame number, growing within the process (a batch shares one; 0: not a frame)
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,20 @@ class SwapReport:
     message: str = ""
     built_slot: bool = False
     serial: int = 0  # of the task version now active (add/replace), as in FrameResult.tasks
+    # add/replace: the new task's outputs on the latest frame (one per frame of its batch, with that
+    # frame's ``seq``), computed by the smoke inference; None before the first frame.
+    first_results: list[FrameResult] | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class _Latest:
+    """What a swap needs to run a new task on the latest frame: its trunk outputs, the stage
+    features of its tasks (fusion sources), the frames' sizes and its number."""
+
+    seq: int
+    trunk: Any
+    feats: dict[str, list[Any]]
+    sizes: list[tuple[int, int]]
 
 
 class PerceptionEngine:
@@ -105,11 +129,13 @@ class PerceptionEngine:
         workers = self.backend.slot_workers
         self._slot_pool = (ThreadPoolExecutor(workers, thread_name_prefix="tadp-slot")
                            if workers > 1 else None)
-        self._source_feats: dict[str, list[Any]] = {}
+        self._source_feats: dict[str, list[Any]] = {}  # per task, on the example trunk
+        self._latest: _Latest | None = None
+        self._active: tuple[ActiveTask, ...] = ()
         active = []
         for name in tasks if tasks is not None else model.task_names():
             active.append(self._activate(name)[0])
-        self._active: tuple[ActiveTask, ...] = tuple(active)
+            self._active = tuple(active)  # fusion sources are found here
         self.last_swap: SwapReport | None = None
 
     # -- building blocks ---------------------------------------------------------------------------
@@ -138,7 +164,7 @@ class PerceptionEngine:
         w = task_weights(self.model, name)
         return [*trunk, *sources, *[w[k] for k in program.weight_names]]
 
-    def _activate(self, name: str) -> tuple[ActiveTask, bool]:
+    def _activate(self, name: str) -> tuple[ActiveTask, bool, list[FrameResult] | None]:
         head = self.model.tasks[name]
         runner, built = self._slot(name)
         weights = task_weights(self.model, name)
@@ -146,24 +172,44 @@ class PerceptionEngine:
         prepared = runner.prepare([weights[k] for k in program_names])
         task = ActiveTask(name, head.kind, head.cfg, runner.key, prepared, head.sources,
                           serial=next(self._serials))
-        self._smoke(task)
-        return task, built
+        return task, built, self._smoke(task)
 
-    def _smoke(self, task: ActiveTask) -> None:
-        """Run the slot on the cached example trunk; a non-finite or mis-shaped output refuses."""
-        sources = [self._run_features(s) for s in task.sources]
-        out, feats = self._slots[task.key].run(self._example_trunk, sources, task.weights)
+    def _smoke(self, task: ActiveTask) -> list[FrameResult] | None:
+        """Run the new task's slot once; a non-finite or mis-shaped output refuses it. On the
+        latest frame's trunk when there is one (returning the task's results for that frame),
+        else on the example trunk."""
+        self._source_feats.pop(task.name, None)  # a replaced version's features are stale
+        latest = self._latest
+        if latest is not None and all(s in latest.feats for s in task.sources):
+            trunk, sources = latest.trunk, [latest.feats[s] for s in task.sources]
+        else:
+            latest, trunk = None, self._example_trunk
+            sources = [self._run_features(s) for s in task.sources]
+        out, feats = self._slots[task.key].run(trunk, sources, task.weights)
         arr = self.backend.to_numpy(out)  # at the decoder's resolution: upsampling adds no check
-        expected = (1, task.kind.channels(task.cfg))
+        expected = (1 if latest is None else len(latest.sizes), task.kind.channels(task.cfg))
         if arr.ndim != 4 or tuple(arr.shape[:2]) != expected or not np.isfinite(arr).all():
             raise BundleError(f"task {task.name!r} failed its smoke inference: output shape "
                               f"{tuple(arr.shape)} (expected {expected} + h, w), "
                               f"finite={np.isfinite(arr).all()}")
-        self._source_feats[task.name] = feats
+        if latest is None:
+            self._source_feats[task.name] = feats
+            return None
+        logits = upsample(self.backend.to_torch(out), self.input_size)
+        return [FrameResult(outputs={task.name: out}, raw={task.name: pred},
+                            tasks={task.name: task.serial}, seq=latest.seq)
+                for pred, out in self._postprocess(task, logits, latest.sizes)]
 
     def _run_features(self, name: str) -> list[Any]:
+        """A source task's stage features on the example trunk (fusion smoke inferences)."""
         if name not in self._source_feats:
-            raise BundleError(f"fusion source {name!r} is not active")
+            source = next((t for t in self._active if t.name == name), None)
+            if source is None:
+                raise BundleError(f"fusion source {name!r} is not active")
+            _, feats = self._slots[source.key].run(
+                self._example_trunk, [self._run_features(s) for s in source.sources],
+                source.weights)
+            self._source_feats[name] = feats
         return self._source_feats[name]
 
     # -- inference -------------------------------------------------------------------------------------
@@ -177,7 +223,8 @@ class PerceptionEngine:
         sizes = [f.shape[:2] for f in frames]
         done, timings = self._forward(frames, rgb, active, sizes)
         t3 = time.perf_counter()
-        results = [FrameResult(outputs={}) for _ in sizes]
+        seq = self._latest.seq if self._latest is not None else 0
+        results = [FrameResult(outputs={}, seq=seq) for _ in sizes]
         for task in active:
             for r, (pred, out) in zip(results, done[task.name][1], strict=True):
                 r.raw[task.name], r.outputs[task.name] = pred, out
@@ -209,8 +256,10 @@ class PerceptionEngine:
         t1 = time.perf_counter()
         trunk = self.backend.run_trunk(images)
         t2 = time.perf_counter()
-        done, task_ms, post_ms = self._run_slots(trunk, active, sizes)
+        done, task_ms, post_ms, feats = self._run_slots(trunk, active, sizes)
         t3 = time.perf_counter()
+        if sizes is not None:  # a swap runs its new task on this frame (see _smoke)
+            self._latest = _Latest(next(_FRAME_NUMBERS), trunk, feats, list(sizes))
         timings = {"preprocess": (t1 - t0) * 1e3, "trunk": (t2 - t1) * 1e3,
                    "tasks": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3, **task_ms,
                    "postprocess": post_ms}
@@ -218,11 +267,12 @@ class PerceptionEngine:
 
     def _run_slots(self, trunk: Any, active: Sequence[ActiveTask],
                    sizes: list[tuple[int, int]] | None
-                   ) -> tuple[dict[str, Any], dict[str, float], float]:
+                   ) -> tuple[dict[str, Any], dict[str, float], float, dict[str, list[Any]]]:
         """Run every active task's slot, upsample its logits and (with ``sizes``) post-process them,
         in the slot workers. Returns {task: (logits, [(raw pred, output) per frame] or None)}, each
-        task's time in ms, and the longest post-processing time of one task (its share of
-        ``tasks``; post-processing runs beside other tasks' slots)."""
+        task's time in ms, the longest post-processing time of one task (its share of
+        ``tasks``; post-processing runs beside other tasks' slots) and each task's stage
+        features."""
         feats: dict[str, list[Any]] = {}
         done: dict[str, Any] = {}
         task_ms: dict[str, float] = {}
@@ -244,7 +294,7 @@ class PerceptionEngine:
                 feats[name], done[name] = f, result
                 task_ms[f"task/{name}"] = ms
                 post_ms = max(post_ms, post)
-        return {t.name: done[t.name] for t in active}, task_ms, post_ms
+        return {t.name: done[t.name] for t in active}, task_ms, post_ms, feats
 
     @staticmethod
     def _postprocess(task: ActiveTask, logits: torch.Tensor, sizes: list[tuple[int, int]]
@@ -306,7 +356,7 @@ class PerceptionEngine:
                 try:
                     # The model keeps unmerged-fingerprint semantics through trunk_fp.
                     load_bundle_into(self.model, bundle, trunk_fp=self.trunk_fp)
-                    task, built = self._activate(name)
+                    task, built, first = self._activate(name)
                 except BaseException:
                     if name in self.model.tasks and self.model.tasks[name] is not old_head:
                         self.model.remove_task(name)
@@ -320,7 +370,7 @@ class PerceptionEngine:
                 else:
                     self._active = self._active + (task,)
                 report = SwapReport(operation, name, True, (time.perf_counter() - t0) * 1e3,
-                                    built_slot=built, serial=task.serial)
+                                    built_slot=built, serial=task.serial, first_results=first)
             except PerceptionError as err:
                 report = SwapReport(operation, name, False, (time.perf_counter() - t0) * 1e3,
                                     message=str(err))

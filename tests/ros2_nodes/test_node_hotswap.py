@@ -10,6 +10,7 @@ being added.
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import threading
 import time
@@ -94,6 +95,15 @@ def test_hot_add_by_parameter_service_while_streaming(env, monkeypatch):
             return out
 
         monkeypatch.setattr(node.engine, "_activate", slow_activate)
+        publish_first = node._publish_first  # noqa: SLF001
+
+        def record_first(engine, firsts):
+            frame = next((r for r in node._recent if r[1] == firsts[0].seq), None)  # noqa: SLF001
+            results["first"] = (publish_first(engine, firsts), frame and frame[3].stamp)
+            return results["first"][0]
+
+        monkeypatch.setattr(node, "_publish_first", record_first)
+        node._tasks._outputs = dataclasses.replace(node._tasks._outputs, first=record_first)  # noqa: SLF001
         assert probe.wait_matched(topics=["segmentation"]) and client.wait_for_services(10)
         refused = _set_tasks(client, ["segmentation", "nope"])  # validated by the node
         assert not refused.successful and "unknown ['nope']" in refused.reason, refused.reason
@@ -123,6 +133,11 @@ def test_hot_add_by_parameter_service_while_streaming(env, monkeypatch):
     index = {s: i for i, s in enumerate(sent)}
     assert {r.stamp_ns for r in corridor} <= set(seg)  # same frames, same stamps
     assert min(index[r.stamp_ns] for r in corridor) >= SWAP_AT
+    stamps = [r.stamp_ns for r in corridor]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)  # never back in time
+    published, stamp = results["first"]
+    if published:  # the add's own output, on the frame the node had just finished
+        assert stamps[0] == stamp.sec * 1_000_000_000 + stamp.nanosec
     # Other tasks' outputs are unchanged: the same input gives bit-identical segmentation.
     first_corridor = min(index[r.stamp_ns] for r in corridor)
     n = len(env["frames"])  # frame i shows frames[i % n]
@@ -150,7 +165,7 @@ def test_hot_add_by_parameter_service_while_streaming(env, monkeypatch):
     engine_p90 = np.percentile(list(node._stats.engine_ms), 90)  # noqa: SLF001
     print(f"hot-add: {swap}; {len(during)} outputs during the {call_s:.2f} s call; engine p90 "
           f"{engine_p90:.0f} ms; dropped/lost frames {missing} (swap at {SWAP_AT}, first corridor "
-          f"output at {first_corridor})")
+          f"output at {first_corridor}, published by the add itself: {published})")
 
 
 def test_adapters_dir_drop_replace_remove_and_reload(env):

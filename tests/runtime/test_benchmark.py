@@ -22,6 +22,11 @@ def test_hotswap_loop_finds_each_operation_in_the_frames(cache_dir, frames) -> N
     for o in rep.operations[:-1]:
         assert o["ok"], o
         assert o["to_first_frame_ms"] >= o["call_ms"] + o["clock_wait_ms"] - 1e-6, o
+        if o["operation"] == "remove":
+            assert o["first_output_ms"] is None, o
+        else:  # the new task's output on the latest frame came back with the call
+            assert o["first_output_ms"] == o["call_ms"], o
+            assert 0 <= o["first_output_frame_age_ms"] < 10_000, o
     assert not rep.operations[-1]["ok"] and "corrupt" in rep.operations[-1]["message"]
     assert rep.others_identical and rep.frames > 0
     assert engine.tasks == ["segmentation", "depth", "drivable", "lanes"]

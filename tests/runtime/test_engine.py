@@ -242,3 +242,30 @@ def test_a_shared_first_stage_runs_and_gets_its_own_programs(cache_dir, frames, 
         want = eager(images, tasks=["depth"])["depth"]
     got = engine.logits([frames[0]])["depth"]
     assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_a_swap_returns_the_new_tasks_output_on_the_latest_frame(cache_dir, bundles, frames,
+                                                                 backend) -> None:
+    """The smoke inference runs on the latest frame's trunk, so add/replace hand back that frame's
+    output of the new task: the same arrays the next frame of the same image computes."""
+    eng = PerceptionEngine(make_model(), backend, cache_dir=cache_dir)
+    assert eng.add_task(bundles["fused"]).first_results is None  # no frame yet
+    eng.remove_task("fused")
+    pair = frames[:2] if backend == "torch" else frames[:1]  # ORT programs take batch 1
+    last = eng.infer_batch(pair)
+    for operation, bundle, name in (("add", "corridor", "corridor"),
+                                    ("replace", "corridor_v2", "corridor"),
+                                    ("add", "fused", "fused")):
+        rep = getattr(eng, f"{operation}_task")(bundles[bundle])
+        assert rep.ok, rep.message
+        firsts = rep.first_results
+        assert [r.seq for r in firsts] == [last[0].seq] * len(pair)
+        assert firsts[0].tasks == {name: rep.serial}
+        again = eng.infer_batch(pair)
+        assert again[0].seq == last[0].seq + 1
+        for first, frame, res in zip(firsts, pair, again, strict=True):
+            assert first.outputs[name].shape == frame.shape[:2]
+            assert np.array_equal(first.raw[name], res.raw[name]), (operation, name)
+            assert np.array_equal(first.outputs[name], res.outputs[name]), (operation, name)
+        last = again
