@@ -54,6 +54,10 @@ class Backend(ABC):
     # How many slot programs the engine may run at once, each on its own thread. 1 = one after the
     # other, each using every thread (torch: one global intra-op pool; TensorRT: one stream).
     slot_workers: int = 1
+    # Frames per compiled program run: ONNX Runtime and TensorRT programs have static shapes (one
+    # frame, what the cache key names); the engine runs a larger batch through them frame by frame.
+    # None = any batch (torch eager).
+    max_batch: int | None = None
 
     def __init__(self, *, threads: int = 2, cache_dir: Path | None = None,
                  precision: str = "fp32") -> None:

@@ -218,7 +218,12 @@ class PerceptionEngine:
         return self.infer_batch([frame], rgb=rgb)[0]
 
     def infer_batch(self, frames: Sequence[np.ndarray], *, rgb: bool = False) -> list[FrameResult]:
-        """Several frames (e.g. cameras) at once; each result has the same layout as ``infer``."""
+        """Several frames (e.g. cameras) at once; each result has the same layout as ``infer``.
+        Backends with one-frame programs (``Backend.max_batch``) run them one after another."""
+        limit = self.backend.max_batch
+        if limit is not None and len(frames) > limit:
+            return [r for i in range(0, len(frames), limit)
+                    for r in self.infer_batch(frames[i:i + limit], rgb=rgb)]
         active = self._active  # snapshot: a swap during this frame takes effect on the next one
         sizes = [f.shape[:2] for f in frames]
         done, timings = self._forward(frames, rgb, active, sizes)
@@ -245,6 +250,10 @@ class PerceptionEngine:
 
     def logits(self, frames: Sequence[np.ndarray], *, rgb: bool = False) -> dict[str, torch.Tensor]:
         """Raw task outputs [B, K, h, w] at the network resolution (what evaluation scores)."""
+        limit = self.backend.max_batch
+        if limit is not None and len(frames) > limit:
+            parts = [self.logits(frames[i:i + limit], rgb=rgb) for i in range(0, len(frames), limit)]
+            return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
         done, _ = self._forward(frames, rgb, self._active, None)
         return {name: logits.float() for name, (logits, _) in done.items()}
 

@@ -101,6 +101,7 @@ class _OrtSlot(SlotRunner):
 
 class OrtBackend(Backend):
     name = "onnxruntime"
+    max_batch = 1
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -342,6 +342,7 @@ class TrtBackend(Backend):
     """
 
     name = "tensorrt"
+    max_batch = 1
 
     def __init__(self, *, threads: int = 2, cache_dir: Path | None = None,
                  precision: str = "fp16", toolchain: Toolchain | None = None) -> None:
