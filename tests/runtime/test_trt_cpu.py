@@ -531,3 +531,32 @@ def test_trt_hot_add_builds_nothing(tmp_path, bundles) -> None:
     report = engine.add_task(bundles["corridor"])
     assert report.ok and not report.built_slot, report.message
     assert len(engine.backend.records) == 2  # trunk + lanes slot, nothing for the hot-added task
+
+
+@pytest.mark.slow
+def test_a_shared_first_stage_slot_exports_and_passes_the_trunk_feature_through(tmp_path) -> None:
+    """The shipped default's layout (``adapter.first_task_stage=1``): the slot's stage-0 feature is
+    a trunk input returned as an output. It exports without data-dependent ops, runs through
+    :class:`_TrtSlot`, and equals the eager fp16 policy module."""
+    from perception.models.network import MultiTaskNet
+
+    paper = make_model()
+    model = MultiTaskNet(paper.cfg.replace(**{"adapter.first_task_stage": 1})).eval()
+    model.load_state_dict(paper.state_dict(), strict=False)
+    tool = CpuToolchain()
+    backend = TrtBackend(cache_dir=tmp_path, precision="fp16", toolchain=tool)
+    fp = trunk_fingerprint(model)
+    image = torch.randn(1, 3, *INPUT, generator=torch.Generator().manual_seed(1))
+    backend.compile_trunk(TrunkProgram(model), torch.zeros(1, 3, *INPUT), fp)
+    program = SlotProgram(model, "lanes", INPUT)
+    args = _slot_args(model, program, "lanes", torch.zeros(1, 3, *INPUT))
+    runner = backend.compile_slot(program, args, fp)
+    ep = tool.builds[-1][0]
+    assert not [n for n in ep.graph.nodes if n.op == "call_function" and _op(n) in _DATA_DEPENDENT]
+    trunk = backend.run_trunk(image)
+    weights = args[program.num_trunk:]
+    out, feats = runner.run(trunk, [], runner.prepare(weights))
+    with torch.no_grad():
+        eager = slot_module(program, FP16)(*trunk, *weights)
+    assert torch.equal(feats[0], trunk[0])  # stage 0 is the trunk's own feature
+    _close(out, eager[0], 2e-3)
