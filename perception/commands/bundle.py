@@ -3,12 +3,13 @@
 Examples::
 
     tadp bundle inspect out/corridor.tadtask
-    tadp bundle verify out/corridor.tadtask --config tiny --weights model.safetensors
+    tadp bundle verify out/corridor.tadtask --weights model.safetensors
 
 ``inspect`` reads and integrity-checks the bundle (schema, sha256, tensor index) and prints its
 manifest. ``verify`` also builds the model and checks that the bundle fits it: trunk and source
 fingerprints (only with ``--weights``; a model built from a config alone has random weights), the
-adapter type and every tensor's shape. Both exit 0 when all is well and 2 with the reasons.
+adapter type and every tensor's shape. With ``--weights`` the model is built from the model file's
+own manifest (its config), unless ``--config`` names another. Both exit 0 when all is well and 2 with the reasons.
 """
 from __future__ import annotations
 
@@ -32,10 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     ins.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
     ins.set_defaults(func=run_inspect)
     ver = actions.add_parser("verify", help="check that a bundle fits a model",
-                             description="Check that a bundle loads into the model built from "
-                                         "--config (and --weights): fingerprints, adapter, shapes.")
+                             description="Check that a bundle loads into a model: the saved model "
+                                         "--weights (built from its own manifest) or a model built "
+                                         "from --config: fingerprints, adapter, shapes.")
     ver.add_argument("path", type=Path, metavar="PATH", help="bundle directory or file")
-    ver.add_argument("--config", default="tiny", help="shipped config name or YAML path")
+    ver.add_argument("--config", help="shipped config name or YAML path (default: the --weights "
+                                      "model's own config, else tiny)")
     ver.add_argument("--weights", type=Path, metavar="MODEL.safetensors",
                      help="full-model weights (save_model); without it fingerprints are not "
                           "checked, only structure")
@@ -74,14 +77,17 @@ def run_verify(args: argparse.Namespace) -> int:
     from perception.config import load_config
     from perception.models.network import MultiTaskNet
     from perception.training.bundle import bundle_problems, read_bundle
-    from perception.training.model_file import load_weights
+    from perception.training.model_file import load_model, load_weights
 
     bundle = read_bundle(args.path)
-    cfg = load_config(args.config)
-    with torch.random.fork_rng(devices=[]):
-        model = MultiTaskNet(cfg).eval()
-    if args.weights is not None:
-        load_weights(model, args.weights)
+    if args.weights is not None and args.config is None:
+        model = load_model(args.weights)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            model = MultiTaskNet(load_config(args.config or "tiny")).eval()
+        if args.weights is not None:
+            load_weights(model, args.weights)
+    cfg = model.cfg
     problems = bundle_problems(bundle, model, check_fingerprints=args.weights is not None)
     if problems:
         count = f"{len(problems)} problem{'' if len(problems) == 1 else 's'}"

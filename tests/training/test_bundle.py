@@ -406,6 +406,8 @@ def test_cli_verify(world, tmp_path, capsys) -> None:
         capsys.readouterr().out
     assert tadp(["bundle", "verify", fused, "--config", "tiny"]) == 0
     assert "structure only" in capsys.readouterr().out
+    assert tadp(["bundle", "verify", fused, "--weights", str(world.base_path)]) == 0  # its manifest
+    assert "trunk and source fingerprints" in capsys.readouterr().out
     torch.manual_seed(1)
     other = save_model(MultiTaskNet(load_config("tiny")), tmp_path / "other.safetensors")
     assert tadp(["bundle", "verify", fused, "--config", "tiny", "--weights", str(other)]) == 2
