@@ -45,7 +45,9 @@ gen() {  # name, frames, seed
 gen synth_train "$N_TRAIN" 1
 gen synth_val "$N_VAL" 2
 
+# first_task_stage=1: stage 0 shared by every task, as the shipped model (docs/runtime.md).
 TRAIN_ARGS=(--config tiny --input-size "$SIZE" --mode full --set adapter.dropout=0.0
+            --set adapter.first_task_stage=1
             --train "$DATA/synth_train" --val "$DATA/synth_val"
             --batch-size "$BATCH" --lr "$LR" --warmup-steps "$WARMUP" --min-lr-ratio 0.01
             --weight-decay 0.05 --grad-clip 1.0 --seed 0 --workers "$WORKERS" --threads "$THREADS")
