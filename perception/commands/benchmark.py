@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
               f"{rep.late} late, {rep.skipped} skipped, other tasks identical: "
               f"{rep.others_identical}, RSS {rep.rss_start_mb:.0f} -> {rep.rss_warm_mb:.0f} (after the first "
               f"cycle) -> {rep.rss_end_mb:.0f} MB")
+        marks = sorted({0, 9, 49, 99, len(rep.rss_cycles_mb) - 1} & set(range(len(rep.rss_cycles_mb))))
+        print("RSS after cycle " + ", ".join(f"{i + 1}: {rep.rss_cycles_mb[i]:.0f}" for i in marks) + " MB")
         print(f"{'operation':<14}{'ok':>4}{'call ms':>10}{'first output ms':>17}{'its frame age ms':>18}"
               f"{'to next frame ms':>18}{'of it clock wait ms':>22}  message")
 

@@ -155,6 +155,7 @@ class HotswapReport:
     rss_start_mb: float = 0.0
     rss_warm_mb: float = 0.0  # after the first add/replace/remove cycle (its slot program is built)
     rss_end_mb: float = 0.0
+    rss_cycles_mb: list[float] = field(default_factory=list)  # after each cycle
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -254,7 +255,8 @@ def hotswap_loop(engine: PerceptionEngine, frame: np.ndarray, bundles: dict[str,
             op("add", lambda: engine.add_task(bundles["v1"]), carries)
             op("replace", lambda: engine.replace_task(bundles["v2"]), carries)
             op("remove", lambda: engine.remove_task("corridor"), lambda tasks, _: "corridor" not in tasks)
-            report.rss_warm_mb = report.rss_warm_mb or rss_mb()
+            report.rss_cycles_mb.append(rss_mb())
+            report.rss_warm_mb = report.rss_warm_mb or report.rss_cycles_mb[-1]
         op("add corrupt", lambda: engine.add_task(bundles["corrupt"]), lambda tasks, _: True)
         if frames is not None:
             while thread.is_alive() and stats["n"] < frames:

@@ -29,4 +29,5 @@ def test_hotswap_loop_finds_each_operation_in_the_frames(cache_dir, frames) -> N
             assert 0 <= o["first_output_frame_age_ms"] < 10_000, o
     assert not rep.operations[-1]["ok"] and "corrupt" in rep.operations[-1]["message"]
     assert rep.others_identical and rep.frames > 0
+    assert len(rep.rss_cycles_mb) == 2 and rep.rss_warm_mb == rep.rss_cycles_mb[0] > 0
     assert engine.tasks == ["segmentation", "depth", "drivable", "lanes"]
