@@ -17,8 +17,11 @@ and that frame's processing.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import itertools
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -45,6 +48,26 @@ from perception.runtime.slots import (
 from perception.tasks import TaskKind
 
 __all__ = ["PerceptionEngine", "ActiveTask", "FrameResult", "SwapReport"]
+
+def _load_trim() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), "malloc_trim", None)
+    except OSError:
+        return None
+
+
+_MALLOC_TRIM = _load_trim()
+
+
+def _trim_heap() -> None:
+    """Give the allocator's free pages back after a swap (glibc only). A swap frees a task's
+    modules and tensors while frames allocate on other threads; without this, RSS kept the
+    freed pages and rose ~4 % over the first ten add/replace/remove cycles."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
 
 # Frame numbers are unique in the process, across engines: a node that rebuilds its engine keeps
 # seeing them grow, so "a newer frame of this task was already published" stays decidable.
@@ -345,7 +368,8 @@ class PerceptionEngine:
             self._source_feats.pop(name, None)
             report = SwapReport("remove", name, True, (time.perf_counter() - t0) * 1e3)
             self.last_swap = report
-            return report
+        _trim_heap()
+        return report
 
     def _swap(self, operation: str, bundle: Any) -> SwapReport:
         from perception.training.bundle import Bundle, load_bundle_into, read_bundle
@@ -391,4 +415,5 @@ class PerceptionEngine:
                 report = SwapReport(operation, name, False, (time.perf_counter() - t0) * 1e3,
                                     message=str(err))
             self.last_swap = report
-            return report
+        _trim_heap()
+        return report

@@ -284,3 +284,19 @@ def test_the_engine_hides_its_long_lived_objects_from_the_cyclic_collector(cache
     assert gc.get_freeze_count() > 1000
     tracked = {id(o) for o in gc.get_objects()}
     assert id(engine.model) not in tracked and id(engine.model.encoder) not in tracked
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="glibc only")
+def test_swaps_give_freed_heap_pages_back(monkeypatch, cache_dir, bundles) -> None:
+    """After every swap (done or refused) the engine trims glibc's heap: without it RSS kept the
+    pages freed by a removed task version (docs/runtime.md, memory)."""
+    from perception.runtime import engine as engine_module
+
+    assert engine_module._MALLOC_TRIM is not None  # noqa: SLF001 - glibc's malloc_trim was found
+    calls = []
+    monkeypatch.setattr(engine_module, "_MALLOC_TRIM", lambda pad: calls.append(pad) or 1)
+    eng = PerceptionEngine(make_model(), "onnxruntime", cache_dir=cache_dir, tasks=["depth"])
+    assert eng.add_task(bundles["corridor"]).ok and eng.replace_task(bundles["corridor_v2"]).ok
+    assert not eng.add_task(bundles["corridor"]).ok  # refused: already active
+    eng.remove_task("corridor")
+    assert calls == [0, 0, 0, 0]
