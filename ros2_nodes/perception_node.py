@@ -119,8 +119,9 @@ class PerceptionNode(Node):
         self._pub_lock = threading.Lock()
         self._outputs: dict[str, _TaskOutputs] = {}
         self._published_seq: dict[str, int] = {}  # task -> engine frame number last published
-        # (engine, seq, frame, header) of the last frames: a swap's first output names one of them
-        self._recent: collections.deque[tuple[Any, int, np.ndarray, Any]] = collections.deque(maxlen=4)
+        # (seq, frame, header) of the last frames: a swap's first output names one of them (frame
+        # numbers are unique in the process, across engine rebuilds)
+        self._recent: collections.deque[tuple[int, np.ndarray, Any]] = collections.deque(maxlen=4)
         self._tasks = TaskSet(
             params=lambda: self.params, base_names=self._base_names, model_path=self._model_path,
             first_model=model, mounting=self._mounting, state=self._state,
@@ -331,7 +332,7 @@ class PerceptionNode(Node):
             self._log_error(f"invalid:{str(err)[:40]}", f"rejected frame {_stamp_text(msg)}: {err}")
             return
         engine_ms = (time.perf_counter_ns() - t0) / 1e6
-        self._recent.append((engine, result.seq, frame, msg.header))  # before publishing: a swap may use it
+        self._recent.append((result.seq, frame, msg.header))  # before publishing: a swap may use it
         self._publish(result, frame, msg.header)
         now_ns = self.get_clock().now().nanoseconds
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
@@ -339,11 +340,11 @@ class PerceptionNode(Node):
         node_ms = (time.perf_counter_ns() - received_ns) / 1e6
         self._stats.processed((now_ns - stamp_ns) / 1e6, node_ms, engine_ms, tasks)
 
-    def _publish_first(self, engine: Any, results: list[Any]) -> bool:
+    def _publish_first(self, results: list[Any]) -> bool:
         """A task just added or replaced: publish its output on the latest frame (computed by the
         swap), with that frame's header, unless a newer frame of the task is already out."""
-        for known, seq, frame, header in list(self._recent):
-            if known is engine and seq == results[0].seq:
+        for seq, frame, header in list(self._recent):
+            if seq == results[0].seq:
                 self._publish(results[0], frame, header)
                 return True
         return False

@@ -50,8 +50,8 @@ class OutputHooks:
     drop: Callable[[str], None]  # destroy ~/<task>* and forget its statistics
     refresh: Callable[[], None]  # ~/<task>/color after a task or colour change
     names: Callable[[], list[str]]  # tasks that have publishers now
-    # (engine, a swap's first_results): publish a new task's output on the latest frame
-    first: Callable[[Any, list[Any]], None] = lambda engine, results: None
+    # a swap's first_results: publish a new task's output on the latest frame
+    first: Callable[[list[Any]], None] = lambda results: None
 
 
 class TaskSet:
@@ -235,7 +235,7 @@ class TaskSet:
                 if not rebuild:
                     self._outputs.ensure(name, bundle.manifest.task)
                     if report.first_results:
-                        self._outputs.first(engine, report.first_results)
+                        self._outputs.first(report.first_results)
             else:
                 if op == "add" and not rebuild:
                     self._outputs.drop(name)

@@ -225,10 +225,10 @@ class PerceptionEngine:
         if latest is None:
             self._source_feats[task.name] = feats
             return None
-        logits = upsample(self.backend.to_torch(out), self.input_size)
+        _, per_frame = self._finish(task, out, latest.sizes)
         return [FrameResult(outputs={task.name: out}, raw={task.name: pred},
                             tasks={task.name: task.serial}, seq=latest.seq)
-                for pred, out in self._postprocess(task, logits, latest.sizes)]
+                for pred, out in per_frame]
 
     def _run_features(self, name: str) -> list[Any]:
         """A source task's stage features on the example trunk (fusion smoke inferences)."""
@@ -250,15 +250,12 @@ class PerceptionEngine:
     def infer_batch(self, frames: Sequence[np.ndarray], *, rgb: bool = False) -> list[FrameResult]:
         """Several frames (e.g. cameras) at once; each result has the same layout as ``infer``.
         Backends with one-frame programs (``Backend.max_batch``) run them one after another."""
-        limit = self.backend.max_batch
-        if limit is not None and len(frames) > limit:
-            return [r for i in range(0, len(frames), limit)
-                    for r in self.infer_batch(frames[i:i + limit], rgb=rgb)]
+        if (parts := self._split(frames)) is not None:
+            return [r for part in parts for r in self.infer_batch(part, rgb=rgb)]
         active = self._active  # snapshot: a swap during this frame takes effect on the next one
         sizes = [f.shape[:2] for f in frames]
-        done, timings = self._forward(frames, rgb, active, sizes)
+        done, timings, seq = self._forward(frames, rgb, active, sizes)
         t3 = time.perf_counter()
-        seq = self._latest.seq if self._latest is not None else 0
         results = [FrameResult(outputs={}, seq=seq) for _ in sizes]
         for task in active:
             for r, (pred, out) in zip(results, done[task.name][1], strict=True):
@@ -280,16 +277,25 @@ class PerceptionEngine:
 
     def logits(self, frames: Sequence[np.ndarray], *, rgb: bool = False) -> dict[str, torch.Tensor]:
         """Raw task outputs [B, K, h, w] at the network resolution (what evaluation scores)."""
-        limit = self.backend.max_batch
-        if limit is not None and len(frames) > limit:
-            parts = [self.logits(frames[i:i + limit], rgb=rgb) for i in range(0, len(frames), limit)]
-            return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
-        done, _ = self._forward(frames, rgb, self._active, None)
+        if (parts := self._split(frames)) is not None:
+            outs = [self.logits(part, rgb=rgb) for part in parts]
+            return {name: torch.cat([o[name] for o in outs]) for name in outs[0]}
+        done, _, _ = self._forward(frames, rgb, self._active, None)
         return {name: logits.float() for name, (logits, _) in done.items()}
 
+    def _split(self, frames: Sequence[np.ndarray]) -> list[Sequence[np.ndarray]] | None:
+        """Batches the backend's programs can take (``Backend.max_batch``), or None if it takes
+        ``frames`` whole."""
+        limit = self.backend.max_batch
+        if limit is None or len(frames) <= limit:
+            return None
+        return [frames[i:i + limit] for i in range(0, len(frames), limit)]
+
     def _forward(self, frames: Sequence[np.ndarray], rgb: bool, active: Sequence[ActiveTask],
-                 sizes: list[tuple[int, int]] | None) -> tuple[dict[str, Any], dict[str, float]]:
-        """Per task (logits at network resolution, post-processed outputs per frame or None)."""
+                 sizes: list[tuple[int, int]] | None
+                 ) -> tuple[dict[str, Any], dict[str, float], int]:
+        """Per task (logits at network resolution, post-processed outputs per frame or None), the
+        timings, and the frame number (0 without ``sizes``: evaluation, not a frame)."""
         t0 = time.perf_counter()
         images = self.preprocess.batch(list(frames), rgb)
         t1 = time.perf_counter()
@@ -297,12 +303,14 @@ class PerceptionEngine:
         t2 = time.perf_counter()
         done, task_ms, post_ms, feats = self._run_slots(trunk, active, sizes)
         t3 = time.perf_counter()
+        seq = 0
         if sizes is not None:  # a swap runs its new task on this frame (see _smoke)
-            self._latest = _Latest(next(_FRAME_NUMBERS), trunk, feats, list(sizes))
+            seq = next(_FRAME_NUMBERS)
+            self._latest = _Latest(seq, trunk, feats, list(sizes))
         timings = {"preprocess": (t1 - t0) * 1e3, "trunk": (t2 - t1) * 1e3,
                    "tasks": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3, **task_ms,
                    "postprocess": post_ms}
-        return done, timings
+        return done, timings, seq
 
     def _run_slots(self, trunk: Any, active: Sequence[ActiveTask],
                    sizes: list[tuple[int, int]] | None
@@ -321,10 +329,9 @@ class PerceptionEngine:
             ts = time.perf_counter()
             out, f = self._slots[task.key].run(trunk, [feats[s] for s in task.sources], task.weights)
             tp = time.perf_counter()
-            logits = upsample(self.backend.to_torch(out), self.input_size)
-            per_frame = None if sizes is None else self._postprocess(task, logits, sizes)
+            done = self._finish(task, out, sizes)
             te = time.perf_counter()
-            return task.name, (logits, per_frame), f, (te - ts) * 1e3, (te - tp) * 1e3
+            return task.name, done, f, (te - ts) * 1e3, (te - tp) * 1e3
 
         # Fusion tasks never fuse fusion tasks: two waves cover every dependency.
         for wave in ([t for t in active if not t.sources], [t for t in active if t.sources]):
@@ -334,6 +341,12 @@ class PerceptionEngine:
                 task_ms[f"task/{name}"] = ms
                 post_ms = max(post_ms, post)
         return {t.name: done[t.name] for t in active}, task_ms, post_ms, feats
+
+    def _finish(self, task: ActiveTask, out: Any, sizes: list[tuple[int, int]] | None
+                ) -> tuple[torch.Tensor, list[tuple[np.ndarray, np.ndarray]] | None]:
+        """A slot's output -> (logits at the input size, post-processed per frame or None)."""
+        logits = upsample(self.backend.to_torch(out), self.input_size)
+        return logits, None if sizes is None else self._postprocess(task, logits, sizes)
 
     @staticmethod
     def _postprocess(task: ActiveTask, logits: torch.Tensor, sizes: list[tuple[int, int]]

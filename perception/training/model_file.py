@@ -148,5 +148,6 @@ def warm_start(source: MultiTaskNet, model: MultiTaskNet) -> dict[str, list[str]
     with torch.no_grad():
         for k in kept:
             dst[k].copy_(src[k])
-    return {"kept": kept, "new": [k for k in dst if k not in set(kept)],
-            "dropped": [k for k in src if k not in dst or src[k].shape != dst[k].shape]}
+    fits = set(kept)
+    return {"kept": kept, "new": [k for k in dst if k not in fits],
+            "dropped": [k for k in src if k not in fits]}

@@ -97,9 +97,9 @@ def test_hot_add_by_parameter_service_while_streaming(env, monkeypatch):
         monkeypatch.setattr(node.engine, "_activate", slow_activate)
         publish_first = node._publish_first  # noqa: SLF001
 
-        def record_first(engine, firsts):
-            frame = next((r for r in node._recent if r[1] == firsts[0].seq), None)  # noqa: SLF001
-            results["first"] = (publish_first(engine, firsts), frame and frame[3].stamp)
+        def record_first(firsts):
+            frame = next((r for r in node._recent if r[0] == firsts[0].seq), None)  # noqa: SLF001
+            results["first"] = (publish_first(firsts), frame and frame[2].stamp)
             return results["first"][0]
 
         monkeypatch.setattr(node, "_publish_first", record_first)
