@@ -4,7 +4,8 @@ every image by its median ratio gt/pred (what a perfect per-image scale would le
 structural part of the error).
 
 Every Nth frame of a synthetic dataset (it needs segmentation labels), pixel-pooled, valid
-depth in (0, 80) m as ``tadp eval``; predictions clipped to [1e-3, 80] m. Also a train-vs-val
+depth in (0, max_depth_m) of the model's depth task as ``tadp eval``; predictions clipped to
+[1e-3, max_depth_m]. Also a train-vs-val
 gap: run it on both to tell under-fitting (close) from over-fitting (val far worse).
 
 Usage::
@@ -26,8 +27,7 @@ from perception.evaluation.evaluate import normalize_images, open_dataset
 from perception.runtime.default_model import DEFAULT_MODEL
 from perception.training.run_dir import load_model_from
 
-MAX_DEPTH_M = 80.0
-RANGES_M = (0.0, 5.0, 10.0, 20.0, 40.0, MAX_DEPTH_M)
+RANGES_M = (0.0, 5.0, 10.0, 20.0, 40.0)  # then up to the task's max_depth_m
 
 
 def _depth_task(model: torch.nn.Module) -> str:
@@ -55,6 +55,8 @@ def main() -> int:
     torch.set_num_threads(a.threads)
     model = load_model_from(a.model).eval()
     task = _depth_task(model)
+    max_m = model.tasks[task].cfg.max_depth_m
+    ranges = [r for r in RANGES_M if r < max_m] + [max_m]
     data = open_dataset(a.data, transform=Resize(tuple(model.cfg.input_size)))
     classes = [c["name"] for c in json.loads((Path(a.data) / "dataset.json").read_text())["classes"]]
     idx = np.linspace(0, len(data) - 1, min(a.frames, len(data))).round().astype(int)
@@ -66,13 +68,13 @@ def main() -> int:
             raise SystemExit(f"frame {i} of {a.data} lacks segmentation or depth labels")
         pred = _predict(model, task, s["image"])
         gt = s["depth"]
-        v = np.isfinite(gt) & (gt > 0) & (gt < MAX_DEPTH_M)
-        p_v, g_v = np.clip(pred[v], 1e-3, MAX_DEPTH_M), gt[v]
+        v = np.isfinite(gt) & (gt > 0) & (gt < max_m)
+        p_v, g_v = np.clip(pred[v], 1e-3, max_m), gt[v]
         rel.append(np.abs(p_v - g_v) / g_v)
         cls.append(s["segmentation"][v])
         gts.append(g_v)
         k = np.median(g_v / p_v)
-        scaled.append(np.abs(np.clip(k * p_v, 1e-3, MAX_DEPTH_M) - g_v) / g_v)
+        scaled.append(np.abs(np.clip(k * p_v, 1e-3, max_m) - g_v) / g_v)
     r, c, g = np.concatenate(rel), np.concatenate(cls), np.concatenate(gts)
     total = r.sum()
 
@@ -80,7 +82,7 @@ def main() -> int:
     print(f"AbsRel (pixel-pooled) {r.mean():.3f}; after per-image median scaling "
           f"{np.concatenate(scaled).mean():.3f}\n")
     print("| ground truth | pixels | AbsRel | share of error |\n|---|---|---|---|")
-    for lo, hi in zip(RANGES_M[:-1], RANGES_M[1:], strict=True):
+    for lo, hi in zip(ranges[:-1], ranges[1:], strict=True):
         sel = (g >= lo) & (g < hi)
         if sel.any():
             print(f"| {lo:g}-{hi:g} m | {sel.mean():.1%} | {r[sel].mean():.3f} | {r[sel].sum() / total:.1%} |")

@@ -49,6 +49,7 @@ from perception.tasks import TaskKind
 
 __all__ = ["PerceptionEngine", "ActiveTask", "FrameResult", "SwapReport"]
 
+
 def _load_trim() -> Any:
     if not sys.platform.startswith("linux"):
         return None
