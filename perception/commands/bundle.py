@@ -3,13 +3,16 @@
 Examples::
 
     tadp bundle inspect out/corridor.tadtask
+    tadp bundle verify out/corridor.tadtask                 # against the shipped default model
     tadp bundle verify out/corridor.tadtask --weights model.safetensors
+    tadp bundle verify out/corridor.tadtask --config tiny   # structure only
 
 ``inspect`` reads and integrity-checks the bundle (schema, sha256, tensor index) and prints its
 manifest. ``verify`` also builds the model and checks that the bundle fits it: trunk and source
-fingerprints (only with ``--weights``; a model built from a config alone has random weights), the
-adapter type and every tensor's shape. With ``--weights`` the model is built from the model file's
-own manifest (its config), unless ``--config`` names another. Both exit 0 when all is well and 2 with the reasons.
+fingerprints, the adapter type and every tensor's shape. The model is ``--weights`` (built from
+its own manifest unless ``--config`` names another), or the shipped default model when neither
+flag is given, as everywhere else. ``--config`` alone builds a model with random weights: only
+the structure is checked then. Both exit 0 when all is well and 2 with the reasons.
 """
 from __future__ import annotations
 
@@ -40,8 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ver.add_argument("--config", help="shipped config name or YAML path (default: the --weights "
                                       "model's own config, else tiny)")
     ver.add_argument("--weights", type=Path, metavar="MODEL.safetensors",
-                     help="full-model weights (save_model); without it fingerprints are not "
-                          "checked, only structure")
+                     help="full-model weights (save_model; default: the shipped default model "
+                          "unless --config is given, which checks structure only)")
     ver.set_defaults(func=run_verify)
 
 
@@ -75,11 +78,19 @@ def run_verify(args: argparse.Namespace) -> int:
     import torch
 
     from perception.config import load_config
+    from perception.errors import ConfigError
     from perception.models.network import MultiTaskNet
+    from perception.runtime.default_model import DEFAULT_MODEL, default_model_path
     from perception.training.bundle import bundle_problems, read_bundle
     from perception.training.model_file import load_model, load_weights
 
     bundle = read_bundle(args.path)
+    if args.weights is None and args.config is None:
+        args.weights = default_model_path()
+        if args.weights is None:
+            raise ConfigError(f"no --weights given and the shipped default model {DEFAULT_MODEL} "
+                              "is missing; pass --weights MODEL, or --config NAME for a "
+                              "structure-only check")
     if args.weights is not None and args.config is None:
         model = load_model(args.weights)
     else:
@@ -96,8 +107,8 @@ def run_verify(args: argparse.Namespace) -> int:
         for p in problems:
             print(f"  - {p}", file=sys.stderr)
         return 2
-    checked = ("trunk and source fingerprints, " if args.weights is not None
-               else "structure only (no --weights: fingerprints not checked), ")
+    checked = (f"trunk and source fingerprints of {args.weights}, " if args.weights is not None
+               else "structure only (--config without --weights: fingerprints not checked), ")
     print(f"OK: {bundle.name} ({bundle.manifest.adapter}) fits model {cfg.name!r}: {checked}"
           f"{len(bundle.tensors)} tensors")
     return 0

@@ -405,7 +405,7 @@ def test_cli_verify(world, tmp_path, capsys) -> None:
     assert "OK: fused (fusion) fits model 'tiny': trunk and source fingerprints" in \
         capsys.readouterr().out
     assert tadp(["bundle", "verify", fused, "--config", "tiny"]) == 0
-    assert "structure only" in capsys.readouterr().out
+    assert "structure only (--config without --weights" in capsys.readouterr().out
     assert tadp(["bundle", "verify", fused, "--weights", str(world.base_path)]) == 0  # its manifest
     assert "trunk and source fingerprints" in capsys.readouterr().out
     torch.manual_seed(1)
@@ -414,3 +414,23 @@ def test_cli_verify(world, tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert "does not fit model 'tiny'" in err and "trunk fingerprint mismatch" in err
     assert "fusion source 'segmentation' differs" in err
+
+
+def test_cli_verify_defaults_to_the_shipped_model(world, monkeypatch, tmp_path, capsys) -> None:
+    """No flag: the bundle is checked against the shipped default model, fingerprints included
+    (a bundle from another trunk is refused); with no default model, it says which flag to pass."""
+    from perception.runtime import default_model
+
+    monkeypatch.setattr(default_model, "DEFAULT_MODEL", world.base_path)
+    fused = str(world.bundles["fused"])
+    assert tadp(["bundle", "verify", fused]) == 0
+    assert f"trunk and source fingerprints of {world.base_path}" in capsys.readouterr().out
+    torch.manual_seed(1)
+    other = save_model(MultiTaskNet(load_config("tiny")), tmp_path / "other.safetensors")
+    monkeypatch.setattr(default_model, "DEFAULT_MODEL", other)
+    assert tadp(["bundle", "verify", fused]) == 2
+    assert "trunk fingerprint mismatch" in capsys.readouterr().err
+    monkeypatch.setattr(default_model, "DEFAULT_MODEL", tmp_path / "missing.safetensors")
+    assert tadp(["bundle", "verify", fused]) == 2
+    assert "shipped default model" in capsys.readouterr().err
+    assert tadp(["bundle", "verify", fused, "--config", "tiny"]) == 0  # structure only still works

@@ -53,6 +53,9 @@ def test_example_bundle_on_the_default_model(adapter: str, mode: str, frames: Pa
 def test_cli_verifies_the_example_bundles(adapter: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert tadp(["bundle", "verify", str(example_bundle(adapter)), "--weights", str(DEFAULT_MODEL)]) == 0
     assert "corridor" in capsys.readouterr().out
+    assert tadp(["bundle", "verify", str(example_bundle(adapter))]) == 0  # the default, by default
+    assert f"fits model 'tiny': trunk and source fingerprints of {DEFAULT_MODEL}" in \
+        capsys.readouterr().out
 
 
 def test_unknown_example_names_the_shipped_ones() -> None:
