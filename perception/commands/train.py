@@ -5,6 +5,7 @@ Examples::
     tadp train --config tiny --train synth_train --val synth_val --out runs/tiny --epochs 30
     tadp train --config swin-t --swin-weights swin_tiny_patch4_window7_224.pth --train ... --bf16
     tadp train ... --out runs/tiny --resume            # continue from runs/tiny/checkpoints/last
+    tadp train ... --max-steps 1000 --stop-at 800      # pause at step 800 of the 1000-step schedule
     torchrun --nproc_per_node 2 -m perception.cli train ...   # DDP (gloo on CPU, nccl on CUDA)
 
 Datasets are ``[KIND:]PATH[,key=value...]`` specs (see ``perception.evaluation.evaluate.open_dataset``).
@@ -69,6 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="continue training a saved model (a model file such as the shipped default, a run "
                         "directory or a checkpoint directory): its config and all its weights; excludes --config, --input-size, --tasks and --swin-weights. "
                         "With --set, the changed architecture starts from every tensor of MODEL that still fits (by name and shape); the rest is newly initialised")
+    p.add_argument("--stop-at", type=int, metavar="STEP",
+                   help="pause at this step of the schedule (checkpointed; no model export): a "
+                        "time-boxed job, continued later with --resume or used via --init "
+                        "RUN/checkpoints/last")
     p.add_argument("--mode", choices=("auto", "base", "full"), default="auto",
                    help="base: the paper's set (LoRA, norms, prompts, branch, decoders) on frozen Swin weights; "
                         "full: everything. auto (default): base with --swin-weights, else full (a random "
@@ -197,6 +202,8 @@ def run(args: argparse.Namespace) -> int:
                 keep = [t.strip() for t in args.tasks.split(",") if t.strip()]
                 cfg = cfg.replace(tasks=[asdict(cfg.task(t)) for t in keep])
             model = MultiTaskNet(cfg)
+        if args.stop_at is not None and args.stop_at < 1:
+            raise ConfigError(f"--stop-at {args.stop_at}: must be a step >= 1")
         train_cfg = train_config_from(args)
         augment = augment_config_from(args)  # bad values fail before the run directory exists
         run_dir = open_run(args, info)
@@ -215,8 +222,11 @@ def run(args: argparse.Namespace) -> int:
                 "steps_per_epoch": trainer.steps_per_epoch, "settings": asdict(train_cfg),
                 "augment": asdict(augment), "set": args.set,
                 "warm_start": None if warm is None else {k: warm[k] for k in ("new", "dropped")}})
-        record = trainer.fit(resume_from=args.out if args.resume else None)
-        if info.main:
+        record = trainer.fit(resume_from=args.out if args.resume else None, stop_at=args.stop_at)
+        if info.main and trainer.step < trainer.total_steps:
+            print(f"paused at step {trainer.step} of {trainer.total_steps}; checkpoint: "
+                  f"{args.out}/checkpoints/last (continue with --resume, or --init it)")
+        elif info.main:
             path = trainer.export(record.get("metrics"))
             print(f"trained {trainer.step} steps; model: {path}; run: {args.out}")
     finally:

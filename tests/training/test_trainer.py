@@ -118,6 +118,27 @@ def test_cli_train_and_resume(data: dict[str, Path], tmp_path: Path) -> None:
     assert load_model_from(out).cfg.adapter.dropout == 0.0
 
 
+def test_cli_stop_at_pauses_then_resumes(data: dict[str, Path], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """``--stop-at`` time-boxes a run: it pauses on the schedule of ``--max-steps`` with a
+    checkpoint and no exported model; ``--resume`` finishes it exactly as one straight run."""
+    common = ["train", "--config", "tiny", "--input-size", "64x128", "--train", str(data["small"]),
+              "--batch-size", "4", "--workers", "0", "--warmup-steps", "1", "--val-every", "0",
+              "--set", "adapter.dropout=0.0", "--no-progress", "--max-steps", "4"]
+    assert tadp([*common, "--out", str(tmp_path / "straight")]) == 0
+    paused = tmp_path / "paused"
+    assert tadp([*common, "--stop-at", "3", "--out", str(paused)]) == 0
+    assert f"paused at step 3 of 4; checkpoint: {paused}/checkpoints/last" in capsys.readouterr().out
+    assert not (paused / "model.safetensors").exists()
+    assert json.loads((paused / "checkpoints" / "last" / "state.json").read_text())["step"] == 3
+    assert tadp([*common, "--resume", "--out", str(paused)]) == 0
+    a, b = load_model_from(tmp_path / "straight").state_dict(), load_model_from(paused).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert tadp([*common, "--stop-at", "0", "--out", str(tmp_path / "bad")]) == 2
+    assert "--stop-at 0: must be a step >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_cli_init_continues_a_saved_model(data: dict[str, Path], tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     """``--init`` starts from a saved model's config and weights (fine-tuning the shipped default),
