@@ -4,7 +4,8 @@ every image by its median ratio gt/pred (what a perfect per-image scale would le
 structural part of the error).
 
 Every Nth frame of a synthetic dataset (it needs segmentation labels), pixel-pooled, valid
-depth in (0, max_depth_m) of the model's depth task as ``tadp eval``; predictions clipped to
+depth in (0, max_depth_m) of the model's depth task and each frame's camera as ``tadp eval``
+(``--no-intrinsics``: the training cameras' scale); predictions clipped to
 [1e-3, max_depth_m]. Also a train-vs-val
 gap: run it on both to tell under-fitting (close) from over-fitting (val far worse).
 
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 
 from perception.data.augment import Resize
-from perception.evaluation.evaluate import normalize_images, open_dataset
+from perception.evaluation.evaluate import input_focal_px, normalize_images, open_dataset
 from perception.runtime.default_model import DEFAULT_MODEL
 from perception.training.run_dir import load_model_from
 
@@ -37,12 +38,13 @@ def _depth_task(model: torch.nn.Module) -> str:
     return names[0]
 
 
-def _predict(model: torch.nn.Module, task: str, image: np.ndarray) -> np.ndarray:
+def _predict(model: torch.nn.Module, task: str, image: np.ndarray,
+             focal_px: float | None = None) -> np.ndarray:
     x = normalize_images(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0)
     with torch.no_grad():
         raw = model(x)[task]
     slot = model.tasks[task]
-    return slot.kind.postprocess(raw, slot.cfg)[0].numpy()
+    return slot.kind.postprocess(raw, slot.cfg, focal_px=focal_px)[0].numpy()
 
 
 def main() -> int:
@@ -51,6 +53,8 @@ def main() -> int:
     p.add_argument("--data", required=True, help="synthetic dataset directory (with segmentation)")
     p.add_argument("--frames", type=int, default=50, help="frames used, spread evenly (default 50)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-intrinsics", action="store_true",
+                   help="ignore the frames' intrinsics (as tadp eval --no-intrinsics)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     model = load_model_from(a.model).eval()
@@ -66,7 +70,8 @@ def main() -> int:
         s = data[int(i)]
         if "segmentation" not in s or "depth" not in s:
             raise SystemExit(f"frame {i} of {a.data} lacks segmentation or depth labels")
-        pred = _predict(model, task, s["image"])
+        focal = None if a.no_intrinsics else input_focal_px(s, s["image"].shape[0])
+        pred = _predict(model, task, s["image"], focal)
         gt = s["depth"]
         v = np.isfinite(gt) & (gt > 0) & (gt < max_m)
         p_v, g_v = np.clip(pred[v], 1e-3, max_m), gt[v]

@@ -124,11 +124,16 @@ class TaskConfig:
     class_names: tuple[str, ...] = ()
     loss_weight: float = 1.0
     max_depth_m: float = 80.0
+    # depth: focal length (px, at the model's input size) of the cameras the metric scale was
+    # learned with; frames with known intrinsics are rescaled to their own (tasks/depth.py).
+    focal_px: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "class_names", tuple(self.class_names))
         if not self.name.replace("_", "").isalnum() or not self.name[:1].isalpha():
             raise ConfigError(f"task name {self.name!r} must be an identifier (letters, digits, _)")
+        if self.focal_px is not None and not self.focal_px > 0:
+            raise ConfigError(f"task {self.name!r}: focal_px must be > 0, got {self.focal_px}")
         if self.num_classes is not None and self.num_classes < 1:
             raise ConfigError(f"task {self.name!r}: num_classes must be >= 1")
         if self.class_names and self.num_classes and len(self.class_names) != self.num_classes:

@@ -110,7 +110,7 @@ class NodeState:
     backend: str = "-"
     active_tasks: list[str] = field(default_factory=list)
     input_topic: str = ""
-    camera_info: str = "none yet (lanes/path needs CameraInfo and a mounting)"
+    camera_info: str = "none yet (depth keeps the training cameras' scale; lanes/path needs CameraInfo and a mounting)"
     last_swap: str = "none"
     bundle_errors: dict[str, str] = field(default_factory=dict)
 

@@ -80,8 +80,9 @@ class InputParams:
                         "'<topic>/compressed', as image_transport names it.")
     transport: str = _param("raw", "'raw' (sensor_msgs/Image) or 'compressed' "
                             "(sensor_msgs/CompressedImage, JPEG/PNG)", choices=TRANSPORTS)
-    camera_info_topic: str = _param("camera_info", "sensor_msgs/CameraInfo topic; the first "
-                                    "message sets the intrinsics used for lanes/path. Empty: none.")
+    camera_info_topic: str = _param("camera_info", "sensor_msgs/CameraInfo topic: the "
+                                    "intrinsics depth follows (metric scale by focal length) and "
+                                    "lanes/path uses with a mounting. Empty: none.")
 
     def __post_init__(self) -> None:
         _choice(self.transport, TRANSPORTS, "input.transport")

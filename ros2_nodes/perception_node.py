@@ -303,9 +303,11 @@ class PerceptionNode(Node):
         return to_bgr8(array, encoding)
 
     def _apply_camera(self, engine: Any, size_wh: tuple[int, int]) -> None:
+        """Give the engine the frames' intrinsics: depth follows the focal length, and with a
+        mounting the lane mask becomes a path."""
         camera = self._camera
         key = (id(engine), camera, size_wh)
-        if camera is None or self._mounting is None or key == self._camera_applied:
+        if camera is None or key == self._camera_applied:
             return
         if camera.size != size_wh:
             self._log.warning(f"CameraInfo is {camera.width}x{camera.height} but frames are "

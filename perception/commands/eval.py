@@ -35,6 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="predict through the runtime engine on this backend (the path bag replay "
                         "takes, so the metrics equal replay's); default: the PyTorch model directly")
     p.add_argument("--precision", default="fp32", help="engine precision with --backend")
+    p.add_argument("--no-intrinsics", action="store_true",
+                   help="ignore the samples' camera intrinsics: depth keeps the training cameras' "
+                        "scale instead of following each frame's focal length (as a node "
+                        "without CameraInfo)")
     p.add_argument("--out", metavar="DIR", help="write DIR/metrics.json and DIR/metrics.md")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -69,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         engine = PerceptionEngine(model, args.backend, tasks=tasks, precision=args.precision,
                                   threads=args.threads or 2)
     result = evaluate(model, dataset, tasks=tasks, batch_size=args.batch_size, num_workers=args.workers,
-                      bf16=args.bf16, progress=not args.no_progress, engine=engine)
+                      bf16=args.bf16, progress=not args.no_progress, engine=engine,
+                      intrinsics=not args.no_intrinsics)
     title = f"{model.cfg.name} on {args.data} ({result.samples} frames)"
     report = metrics_markdown(result.metrics, title)
     print(report, end="")
@@ -82,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             "model": str(args.model), "bundles": [str(b) for b in args.bundle], "data": args.data,
             "tasks": tasks or list(model.tasks), "samples": result.samples,
             "seconds": round(result.seconds, 2), "input_size": list(model.cfg.input_size),
-            "unlabelled": result.unlabelled,
+            "unlabelled": result.unlabelled, "intrinsics": not args.no_intrinsics,
             "metrics": result.metrics})
         (out / "metrics.md").write_text(report, encoding="utf-8")
         print(f"wrote {out / 'metrics.json'} and {out / 'metrics.md'}")

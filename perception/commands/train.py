@@ -170,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
     from perception.errors import ConfigError
     from perception.models.checkpoint import load_swin_weights
     from perception.models.network import MultiTaskNet
+    from perception.training.focal import record_focal_px
     from perception.training.model_file import warm_start
     from perception.training.run_dir import load_model_from
     from perception.training.trainer import Trainer
@@ -209,6 +210,10 @@ def run(args: argparse.Namespace) -> int:
         run_dir = open_run(args, info)
         layout = load_swin_weights(model.encoder, args.swin_weights) if args.swin_weights else None
         train_set, val_set = open_datasets(args)
+        for line in record_focal_px(model, train_set):
+            if info.main:
+                print(line)
+        cfg = model.cfg
         mode = args.mode if args.mode != "auto" else ("base" if args.swin_weights else "full")
         trainer = Trainer(model, train_set, val_set, train_cfg, run_dir, mode=mode, device=args.device,
                           augment=augment,

@@ -88,7 +88,22 @@ def frame_to_sample(frame: BagFrame, where: str = "bag") -> dict[str, Any]:
         else:
             sample[name] = label
     sample["meta"] = {"source": "bag", "id": str(frame.stamp_ns), "stamp_ns": int(frame.stamp_ns)}
+    camera = frame_camera(frame.camera_info, bgr.shape[:2])
+    if camera is not None:  # the intrinsics of this image, as datasets give ``K``
+        sample["meta"]["K"] = camera.K.tolist()
     return sample
+
+
+def frame_camera(info: Any, size_hw: tuple[int, int]) -> Any:
+    """The ``calibration.CameraModel`` of a frame of ``size_hw`` from its CameraInfo message (None
+    without one), scaled to the frame when the message describes another size, as the node does."""
+    if info is None:
+        return None
+    from calibration.io import camera_info_from_msg
+
+    camera = camera_info_from_msg(info)
+    h, w = size_hw
+    return camera if camera.size == (w, h) else camera.resized(w, h)
 
 
 def bag_samples(path: str | os.PathLike[str], camera_topic: str | None = None,

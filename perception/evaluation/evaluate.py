@@ -32,7 +32,8 @@ from perception.tasks import kind_of
 from perception.training.losses import MultiTaskLoss, target_key
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "normalize_images", "DATASET_KINDS", "open_dataset",
-           "metric_specs", "EvalResult", "evaluate", "score_outputs", "metrics_markdown"]
+           "metric_specs", "EvalResult", "evaluate", "score_outputs", "input_focal_px",
+           "metrics_markdown"]
 
 # The runtime's input convention (ImageNet statistics, RGB), as fractions of 255: training,
 # evaluation and the engine must normalise identically.
@@ -148,13 +149,15 @@ class EvalResult:
 def evaluate(model: torch.nn.Module, dataset: Dataset, *, tasks: Sequence[str] | None = None,
              batch_size: int = 4, loss: MultiTaskLoss | None = None, num_workers: int = 0,
              bf16: bool = False, progress: bool = False, desc: str = "eval",
-             engine: Any = None) -> EvalResult:
+             engine: Any = None, intrinsics: bool = True) -> EvalResult:
     """Evaluate ``model`` (a :class:`MultiTaskNet`) on raw samples of ``dataset``.
 
     Args:
         tasks: task names to evaluate (default: every task of the model).
         loss: also compute validation losses with this loss (its tasks).
         bf16: autocast the forward pass to bfloat16 (slower on CPUs without bf16 units).
+        intrinsics: metric outputs follow each sample's camera (``meta["K"]``) when it has one,
+            as the engine follows its camera (see :func:`score_outputs`).
 
     The model's train/eval flags are restored afterwards, so the trainer can call this mid-run.
     With ``engine`` (a :class:`~perception.runtime.engine.PerceptionEngine` serving ``model``'s
@@ -205,7 +208,7 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, *, tasks: Sequence[str] |
                     for k, v in parts.items():
                         loss_sums[k] = loss_sums.get(k, 0.0) + v * len(originals)
                         loss_counts[k] = loss_counts.get(k, 0) + len(originals)
-                seen |= score_outputs(model, raw, originals, cfgs, metrics)
+                seen |= score_outputs(model, raw, originals, cfgs, metrics, intrinsics=intrinsics)
                 count += len(originals)
     finally:
         for m, was_training in flags.items():
@@ -216,9 +219,19 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, *, tasks: Sequence[str] |
     return EvalResult(values, losses, count, time.perf_counter() - start, unlabelled)
 
 
+def input_focal_px(sample: Mapping[str, Any], input_height: int) -> float | None:
+    """The vertical focal length of a sample's camera at a network input ``input_height`` rows
+    high, from ``meta["K"]`` (which refers to the sample's own image); None without ``K``."""
+    K = sample.get("meta", {}).get("K")
+    image = sample.get("image")
+    if K is None or image is None:
+        return None
+    return float(K[1][1]) * input_height / image.shape[0]
+
+
 def score_outputs(model: torch.nn.Module, raw: Mapping[str, torch.Tensor],
                   originals: Sequence[Mapping[str, Any]], cfgs: Sequence[TaskConfig],
-                  metrics: MetricSet) -> set[str]:
+                  metrics: MetricSet, *, intrinsics: bool = True) -> set[str]:
     """Score raw outputs against each sample's labels: resize them to the label's resolution,
     post-process them with the task's kind and feed ``metrics``, one ``update`` per sample.
 
@@ -230,6 +243,8 @@ def score_outputs(model: torch.nn.Module, raw: Mapping[str, torch.Tensor],
         originals: The ``B`` samples at their own resolution, labels under ``target_key(cfg)``.
         cfgs: The tasks to score; tasks without a metric or without a label in a sample are skipped.
         metrics: Accumulates the scores.
+        intrinsics: post-process with each sample's focal length (``meta["K"]``) when it has
+            one, as the engine does with its camera; False scores the training cameras' scale.
 
     Returns:
         The names of the tasks that had a label in at least one sample.
@@ -245,7 +260,8 @@ def score_outputs(model: torch.nn.Module, raw: Mapping[str, torch.Tensor],
             out = raw[cfg.name][i:i + 1]
             if tuple(out.shape[-2:]) != label.shape:
                 out = F.interpolate(out, size=label.shape, mode="bilinear", align_corners=False)
-            pred = model.tasks[cfg.name].kind.postprocess(out, cfg)[0].cpu().numpy()
+            focal = input_focal_px(sample, raw[cfg.name].shape[-2]) if intrinsics else None
+            pred = model.tasks[cfg.name].kind.postprocess(out, cfg, focal_px=focal)[0].cpu().numpy()
             if cfg.kind == "drivable" and sample.get("meta", {}).get("drivable_binary"):
                 pred = np.where(pred == 2, 1, pred).astype(pred.dtype)  # label only knows "drivable"
             preds[cfg.name], targets[cfg.name] = pred, label

@@ -47,7 +47,12 @@ import torch
 
 from calibration.lanes import ego_lane_centre
 from perception.errors import ConfigError, DataError
-from perception.evaluation.bag_frames import frame_to_sample, place_storage_file, samples_by_index
+from perception.evaluation.bag_frames import (
+    frame_camera,
+    frame_to_sample,
+    place_storage_file,
+    samples_by_index,
+)
 from perception.evaluation.bag_io import (
     BagFrame,
     BagOutputWriter,
@@ -266,16 +271,11 @@ class _Sink:
 
     def _net_camera_for(self, info: Any, size_hw: tuple[int, int]) -> Any:
         """The camera model of the network's pixels, from the frame's CameraInfo (cached)."""
-        from calibration.io import camera_info_from_msg
-
-        if info is None:
+        camera = frame_camera(info, size_hw)
+        if camera is None:
             return None
-        camera = camera_info_from_msg(info)
         key = (camera, size_hw)
         if key != self._camera_key:
-            h, w = size_hw
-            if camera.size != (w, h):  # as the node does: scale the intrinsics to the frame
-                camera = camera.resized(w, h)
             in_h, in_w = self.engine.input_size
             self._net_camera = camera.resized(in_w, in_h)
             self._camera_key = key
@@ -308,8 +308,10 @@ class _Sink:
         for name in self.tasks:
             kind, cfg = self.kinds[name]
             raw = scored.get(name)
-            if raw is None:
-                raw = kind.postprocess(logits[name], cfg)[0].cpu().numpy()  # network resolution
+            if raw is None:  # network resolution, for this frame's camera as the node does
+                net_camera = self._net_camera_for(frame.camera_info, size)
+                focal = None if net_camera is None else net_camera.fy
+                raw = kind.postprocess(logits[name], cfg, focal_px=focal)[0].cpu().numpy()
             raws[name] = raw
             out = published_array(resize_output(raw, size, kind.output_type))
             self.writer.write_message(f"{ns}/{name}", stamp_ns,
@@ -505,8 +507,14 @@ def live_parity(engine: Any, in_bag: str | Path, live_bag: str | Path, *,
             if frame.stamp_ns != stamp_ns:
                 raise DataError(f"live bag {live_bag}: output at {stamp_ns} ns has no input "
                                 f"frame in {in_bag} with that stamp")
-            if not expected:
-                expected = {f"{ns}/{k}": v for k, v in engine.infer(frame.image).outputs.items()}
+            if not expected:  # with the frame's CameraInfo, as the node applies it
+                own = engine.camera
+                engine.camera = frame_camera(frame.camera_info, frame.image.shape[:2]) or own
+                try:
+                    outputs = engine.infer(frame.image).outputs
+                finally:
+                    engine.camera = own
+                expected = {f"{ns}/{k}": v for k, v in outputs.items()}
             got = image_from_msg(live.deserialize(raw, msgtype, topic))
             want = expected[topic]
             row = stats.setdefault(topic, {"frames": 0, "kind": kinds[topic].output_type})

@@ -7,6 +7,7 @@ isolation (see ``tadformer.py``) this never changes another task's output.
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import torch
 from torch import nn
@@ -115,6 +116,21 @@ class MultiTaskNet(nn.Module):
         if head.group != BASE_GROUP and head.group in self.groups:
             del self.groups[head.group]
         return head
+
+    def update_task(self, name: str, **changes: object) -> TaskConfig:
+        """Change settings of a task that do not change its tensors (``loss_weight``,
+        ``max_depth_m``, ``focal_px``); the head and ``cfg`` both see the new config."""
+        if name not in self.tasks:
+            raise ConfigError(f"no task {name!r}; tasks: {self.task_names()}")
+        structural = sorted(set(changes) & {"name", "kind", "num_classes", "class_names"})
+        if structural:
+            raise ConfigError(f"update_task cannot change {structural} of {name!r}: they change "
+                              "its tensors; build a new task instead")
+        new = dataclasses.replace(self.tasks[name].cfg, **changes)
+        self.tasks[name].cfg = new
+        self.cfg = self.cfg.replace(tasks=[dataclasses.asdict(new) if t.name == name
+                                           else dataclasses.asdict(t) for t in self.cfg.tasks])
+        return new
 
     # -- forward ---------------------------------------------------------------------------------
     def _branch(self, name: str, feats: list[torch.Tensor], traces, cache: dict

@@ -349,11 +349,18 @@ class PerceptionEngine:
         logits = upsample(self.backend.to_torch(out), self.input_size)
         return logits, None if sizes is None else self._postprocess(task, logits, sizes)
 
-    @staticmethod
-    def _postprocess(task: ActiveTask, logits: torch.Tensor, sizes: list[tuple[int, int]]
+    @property
+    def focal_px(self) -> float | None:
+        """The camera's vertical focal length at the network input, None without a camera:
+        metric outputs (depth) follow it (``TaskKind.postprocess``). Frames are the camera's
+        image at any size, so it is ``fy`` scaled from the camera's height to the input's."""
+        camera = self.camera
+        return None if camera is None else camera.fy * self.input_size[0] / camera.height
+
+    def _postprocess(self, task: ActiveTask, logits: torch.Tensor, sizes: list[tuple[int, int]]
                      ) -> list[tuple[np.ndarray, np.ndarray]]:
         """(prediction at network resolution, at the frame's resolution) per frame."""
-        pred = task.kind.postprocess(logits, task.cfg).cpu().numpy()
+        pred = task.kind.postprocess(logits, task.cfg, focal_px=self.focal_px).cpu().numpy()
         if pred.ndim == 4:  # vector outputs (normals) [B, C, h, w] -> [B, h, w, C]
             pred = np.ascontiguousarray(pred.transpose(0, 2, 3, 1))
         return [(pred[b], resize_output(pred[b], size, task.kind.output_type))

@@ -47,8 +47,13 @@ class TaskKind(ABC):
         """Training loss of raw decoder output [B, K, H, W] against the sample's label."""
 
     @abstractmethod
-    def postprocess(self, raw: torch.Tensor, cfg: TaskConfig) -> torch.Tensor:
-        """Raw output -> what consumers use: class ids [B, H, W] uint8 or depth [B, H, W] metres."""
+    def postprocess(self, raw: torch.Tensor, cfg: TaskConfig,
+                    focal_px: float | torch.Tensor | None = None) -> torch.Tensor:
+        """Raw output -> what consumers use: class ids [B, H, W] uint8 or depth [B, H, W] metres.
+
+        ``focal_px``: the vertical focal length (px) of the camera that took the frame, at the
+        network input (a float, or one per frame [B]); None when unknown. Only metric kinds use
+        it (depth scales with it, see ``perception.tasks.depth``)."""
 
     def colorize(self, pred: np.ndarray, cfg: TaskConfig) -> np.ndarray:
         """Post-processed prediction [H, W] -> BGR uint8 [H, W, 3] for overlays."""

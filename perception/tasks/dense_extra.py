@@ -26,7 +26,8 @@ class Saliency(TaskKind):
         weight = torch.where(tgt > 0, w_pos, 1 - w_pos) * valid
         return F.binary_cross_entropy_with_logits(raw[:, 0], tgt, weight=weight)
 
-    def postprocess(self, raw: torch.Tensor, cfg: TaskConfig) -> torch.Tensor:
+    def postprocess(self, raw: torch.Tensor, cfg: TaskConfig,
+                    focal_px: float | torch.Tensor | None = None) -> torch.Tensor:
         return (raw[:, 0] > 0).to(torch.uint8)
 
 
@@ -43,5 +44,6 @@ class Normals(TaskKind):
         pred = F.normalize(raw, dim=1)
         return ((pred - target).abs() * valid).sum() / valid.sum().clamp(min=1)
 
-    def postprocess(self, raw: torch.Tensor, cfg: TaskConfig) -> torch.Tensor:
+    def postprocess(self, raw: torch.Tensor, cfg: TaskConfig,
+                    focal_px: float | torch.Tensor | None = None) -> torch.Tensor:
         return F.normalize(raw, dim=1)

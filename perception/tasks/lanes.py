@@ -32,7 +32,8 @@ class Lanes(TaskKind):
     def loss(self, raw: torch.Tensor, target: torch.Tensor, cfg: TaskConfig) -> torch.Tensor:
         return focal_dice_loss(raw, target)
 
-    def postprocess(self, raw: torch.Tensor, cfg: TaskConfig) -> torch.Tensor:
+    def postprocess(self, raw: torch.Tensor, cfg: TaskConfig,
+                    focal_px: float | torch.Tensor | None = None) -> torch.Tensor:
         return argmax_ids(raw)
 
     def colorize(self, pred: np.ndarray, cfg: TaskConfig) -> np.ndarray:

@@ -21,7 +21,8 @@ class Mask(TaskKind):
         fg = raw.softmax(dim=1)[:, 1]
         return cross_entropy(raw, target) + dice_loss(fg, (target == 1).float(), valid)
 
-    def postprocess(self, raw: torch.Tensor, cfg: TaskConfig) -> torch.Tensor:
+    def postprocess(self, raw: torch.Tensor, cfg: TaskConfig,
+                    focal_px: float | torch.Tensor | None = None) -> torch.Tensor:
         return argmax_ids(raw)
 
     def colorize(self, pred: np.ndarray, cfg: TaskConfig) -> np.ndarray:

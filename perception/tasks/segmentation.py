@@ -19,7 +19,8 @@ class Segmentation(TaskKind):
     def loss(self, raw: torch.Tensor, target: torch.Tensor, cfg: TaskConfig) -> torch.Tensor:
         return cross_entropy(raw, target)
 
-    def postprocess(self, raw: torch.Tensor, cfg: TaskConfig) -> torch.Tensor:
+    def postprocess(self, raw: torch.Tensor, cfg: TaskConfig,
+                    focal_px: float | torch.Tensor | None = None) -> torch.Tensor:
         return argmax_ids(raw)
 
     def colorize(self, pred: np.ndarray, cfg: TaskConfig) -> np.ndarray:

@@ -15,6 +15,7 @@ from rosbags.typesys import Stores, get_typestore
 from test_replay_world import FRAMES, SIZE, ReplayWorld
 
 from calibration.camera import Mounting
+from calibration.io import camera_info_from_msg
 from perception.data.readers import SyntheticDataset
 from perception.errors import DataError
 from perception.evaluation.bag_frames import bag_samples
@@ -70,6 +71,10 @@ def test_metrics_equal_evaluate_on_the_same_frames(replay_world: ReplayWorld, en
     from_bag = evaluate(engine.model, bag_samples(replay_world.bags[storage]), engine=engine,
                         batch_size=1)
     assert result.metrics == from_files.metrics == from_bag.metrics
+    # ... and all three followed the frames' camera (the model records focal_px).
+    fixed_scale = evaluate(engine.model, bag_samples(replay_world.bags[storage]), engine=engine,
+                           batch_size=1, intrinsics=False)
+    assert fixed_scale.metrics["depth/abs_rel"] != result.metrics["depth/abs_rel"]
     assert {"segmentation/miou", "depth/abs_rel", "drivable/miou", "lanes/iou",
             "segmentation/iou/road"} <= set(result.metrics)
     # Per-frame rows are MetricSet.update's, one per frame, for every scored task.
@@ -97,7 +102,11 @@ def test_output_bag_is_the_nodes_layout_stamped_like_the_input(replay_world: Rep
     for frame in inputs:
         outs = by_stamp[frame.stamp_ns]
         assert set(outs) == set(ENCODINGS)
-        expected = engine.infer(frame.image).outputs  # what the node publishes for this frame
+        engine.camera = camera_info_from_msg(frame.camera_info)  # as the node, from CameraInfo
+        try:
+            expected = engine.infer(frame.image).outputs  # what the node publishes for this frame
+        finally:
+            engine.camera = None
         for name, msg in outs.items():
             assert msg.header.frame_id == frame.header.frame_id == "camera_optical_frame"
             assert (msg.height, msg.width) == SIZE and msg.encoding == ENCODINGS[name]

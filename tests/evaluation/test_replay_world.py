@@ -38,6 +38,8 @@ def tiny_model(seed: int = 0) -> MultiTaskNet:
         for name, p in model.named_parameters():
             if ".lora_B" in name or "prompt_gates" in name:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    # Depth follows each frame's camera (dataset K, bag CameraInfo): every path scores that way.
+    model.update_task("depth", focal_px=60.0)
     return model
 
 

@@ -140,3 +140,41 @@ def test_auto_reliability_follows_a_best_effort_camera(env):
         thread.join(5)
         node.destroy_node()
         probe.node.destroy_node()
+
+
+def test_depth_follows_camera_info(env):
+    """Without a mounting too, CameraInfo sets the intrinsics: the same frame's depth is scaled
+    by the camera's vertical focal length at the network input over the model's ``focal_px``."""
+    import numpy as np
+
+    from perception.training.model_file import save_model
+    from tests.runtime.conftest import make_model
+
+    model = make_model(0)
+    model.update_task("depth", focal_px=100.0)
+    path = save_model(model, env["tmp"] / "focal" / "model.safetensors")
+    node = bench.in_process_node(env["ctx"], bench.base_params(path, env["tmp"] / "cache"),
+                                 name="perception_focal")
+    probe = bench.Probe(env["ctx"], ["depth"], ns="/perception_focal", keep_arrays=("depth",),
+                        name="probe_focal")
+    executor, thread = bench.spin_in_thread(env["ctx"], node, probe.node)
+    try:
+        bench.wait_ready(node)
+        assert probe.wait_matched()
+        frame = env["frames"][0]
+        bench.lockstep(probe, [frame], 1, topic="depth")
+        _send_camera_info(probe)  # 1280x720, fy 640
+        assert probe.wait_for(lambda p: node._camera is not None, 10)  # noqa: SLF001
+        bench.lockstep(probe, [frame], 1, topic="depth")
+        assert probe.wait_for(lambda p: len(p.outputs["depth"]) == 2, 10)
+        before, after = (r.array for r in probe.outputs["depth"])
+        ratio = 640.0 * 128 / 720 / 100.0  # fy at the 128-row input / focal_px
+        inside = before * ratio < 0.99 * model.cfg.task("depth").max_depth_m
+        assert inside.mean() > 0.5
+        np.testing.assert_allclose(after[inside], before[inside] * ratio, rtol=1e-5)
+        assert not np.allclose(after, before)
+    finally:
+        executor.shutdown()
+        thread.join(5)
+        node.destroy_node()
+        probe.node.destroy_node()

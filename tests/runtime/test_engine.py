@@ -192,6 +192,29 @@ def test_swaps_while_frames_flow(engines, bundles, frames) -> None:
     assert seen and all(s in (base, base | {"corridor"}) for s in seen)
 
 
+def test_depth_follows_the_engines_camera(cache_dir, frames) -> None:
+    """With a camera (CameraInfo in the node), depth is scaled by the camera's vertical focal
+    length at the network input over the model's ``focal_px``; other tasks do not change."""
+    from calibration.camera import CameraModel
+
+    model = make_model()
+    model.update_task("depth", focal_px=100.0)
+    engine = PerceptionEngine(model, "torch", cache_dir=cache_dir, threads=1)
+    h, w = frames[0].shape[:2]
+    plain = engine.infer(frames[0])
+    engine.camera = CameraModel.pinhole(w, h, fx=0.8 * w, fy=0.8 * w, cx=w / 2 - 0.5, cy=h / 2 - 0.5)
+    ratio = 0.8 * w * 128 / h / 100.0  # fy at the 128-row input / focal_px
+    assert engine.focal_px == pytest.approx(100.0 * ratio)
+    seen = engine.infer(frames[0])
+    max_m = model.cfg.task("depth").max_depth_m
+    inside = plain.outputs["depth"] * ratio < 0.99 * max_m
+    assert inside.mean() > 0.5 and abs(ratio - 1) > 0.1
+    np.testing.assert_allclose(seen.outputs["depth"][inside], plain.outputs["depth"][inside] * ratio,
+                               rtol=1e-5)
+    for name in ("segmentation", "drivable", "lanes"):
+        assert np.array_equal(seen.outputs[name], plain.outputs[name]), name
+
+
 def test_bad_frames(engines) -> None:
     eng = engines["torch"]
     with pytest.raises(InputError, match="uint8"):

@@ -87,6 +87,29 @@ def test_an_oracle_scores_perfectly_at_label_resolution() -> None:
     assert result.losses["segmentation"] < 1e-6 and set(result.losses) == {*model.tasks, "loss"}
 
 
+def test_depth_follows_each_samples_camera() -> None:
+    """With ``meta["K"]``, depth is scored for the sample's own camera: the oracle is exact for
+    cameras at the model's ``focal_px`` and 1.5x too far for a lens 1.5x longer (AbsRel 0.5);
+    ``intrinsics=False`` scores the training cameras' scale."""
+    model = MultiTaskNet(load_config("tiny").replace(input_size=list(SIZE)))
+    model.update_task("depth", focal_px=100.0)
+    model.forward = _oracle_forward  # type: ignore[method-assign]
+
+    def with_fy(fy: float) -> list[dict]:  # labels are 128 rows, the input 64: fy/2 at the input
+        samples = _oracle_samples()
+        for s in samples:
+            s["meta"]["K"] = [[fy, 0.0, 127.5], [0.0, fy, 63.5], [0.0, 0.0, 1.0]]
+        return samples
+
+    def abs_rel(samples: list[dict], **kw) -> float:
+        return evaluate(model, samples, batch_size=4, tasks=["depth"], **kw).metrics["depth/abs_rel"]
+
+    assert abs_rel(with_fy(200.0)) == pytest.approx(0.0, abs=1e-6)
+    assert abs_rel(with_fy(300.0)) == pytest.approx(0.5, abs=1e-6)
+    assert abs_rel(with_fy(300.0), intrinsics=False) == pytest.approx(0.0, abs=1e-6)
+    assert abs_rel(_oracle_samples()) == pytest.approx(0.0, abs=1e-6)  # no K: nothing to follow
+
+
 def test_cli_eval_writes_json_and_markdown(saved: dict[str, Path], tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "report"

@@ -118,6 +118,41 @@ def test_cli_train_and_resume(data: dict[str, Path], tmp_path: Path) -> None:
     assert load_model_from(out).cfg.adapter.dropout == 0.0
 
 
+def test_training_records_the_cameras_focal_length(data: dict[str, Path], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """``tadp train`` records the training cameras' focal length with the depth task (the scale
+    depth is learned at); a continued model keeps its own; data without intrinsics leave it
+    unset and say so."""
+    from perception.training.focal import measure_focal_px, record_focal_px
+
+    out = tmp_path / "run"
+    assert tadp(["train", "--config", "tiny", "--input-size", "64x128", "--train", str(data["small"]),
+                 "--max-steps", "1", "--batch-size", "4", "--workers", "0", "--val-every", "0",
+                 "--no-progress", "--out", str(out)]) == 0
+    focal, frames = measure_focal_px(SyntheticDataset(data["small"]), 64)
+    assert frames == 8 and 0.3 * 64 < focal < 3 * 64  # about the synthetic cameras' 75-95 deg FOV
+    assert f"depth: training cameras' focal length {focal:.2f} px at 64x128 (8 frames)" in \
+        capsys.readouterr().out
+    assert load_model_from(out).cfg.task("depth").focal_px == round(focal, 2)
+    assert yaml_task(out / "model.yaml")["focal_px"] == round(focal, 2)
+    start = load_model_from(out)
+    start.update_task("depth", focal_px=123.0)
+    assert record_focal_px(start, SyntheticDataset(data["small"])) == []  # learned at 123 px
+    assert start.cfg.task("depth").focal_px == 123.0
+    bare = _model()
+    no_k = [{k: v for k, v in SyntheticDataset(data["small"])[0].items() if k != "meta"}]
+    assert "carry no intrinsics" in record_focal_px(bare, no_k)[0]
+    assert bare.cfg.task("depth").focal_px is None
+    with pytest.raises(ConfigError, match=r"cannot change \['kind'\] of 'depth'"):
+        bare.update_task("depth", kind="segmentation")
+
+
+def yaml_task(path: Path, name: str = "depth") -> dict:
+    import yaml
+
+    return next(t for t in yaml.safe_load(path.read_text())["config"]["tasks"] if t["name"] == name)
+
+
 def test_cli_stop_at_pauses_then_resumes(data: dict[str, Path], tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     """``--stop-at`` time-boxes a run: it pauses on the schedule of ``--max-steps`` with a
