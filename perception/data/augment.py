@@ -14,6 +14,8 @@ so one rendered frame gives many training views.
 - **Depth under zoom**: a zoom by ``s`` makes every object look ``s`` times larger, as if it were
   ``s`` times closer, so depth is divided by ``s`` by default (``zoom_scales_depth``). Without it
   the network would see the same object size with different metric depths and learn blur.
+  ``meta["K"]`` follows the zoom (its focal length is ``s`` times longer) and
+  ``meta["depth_zoom"] = s`` says that the depth label is the unzoomed camera's.
 
 Example:
     >>> aug = Augment(AugmentConfig(), size=(256, 512), seed=0)
@@ -125,6 +127,9 @@ class Augment:
         if self.cfg.zoom_scales_depth and "depth" in out:
             zoom = 0.5 * (zh / h + zw / w)  # the realised zoom (sizes are rounded to pixels)
             out["depth"] = (out["depth"] / np.float32(zoom)).astype(np.float32)
+            # ``K`` follows the zoom; the depth label stays that of the unzoomed camera: training
+            # that knows the focal length (``focal_px``) must use fy / depth_zoom.
+            out["meta"]["depth_zoom"] = zoom
         return out
 
     # -- photometric -------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """The training cameras' focal length, recorded with a depth task (``TaskConfig.focal_px``).
 
-A network learns metric depth at the scale of the cameras it was trained with; the runtime and
-evaluation rescale to another camera's focal length (``perception.tasks.depth``). This measures
-that reference once, before training, from the samples' intrinsics: the geometric mean of the
-vertical focal length at the network input. Zoom augmentation keeps it valid: it rescales depth
-so that a zoomed frame looks like the same camera closer by (``AugmentConfig.zoom_scales_depth``).
+A network cannot see the focal length: the runtime and evaluation rescale its depth from a
+reference focal length to each camera's (``perception.tasks.depth``), and training scales every
+label to that reference (``perception.training.losses``). This measures the reference once, before
+training, from the samples' intrinsics: the geometric mean of the vertical focal length at the
+network input, so labels move as little as possible.
 """
 from __future__ import annotations
 

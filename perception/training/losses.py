@@ -6,6 +6,13 @@ Weigh Losses for Scene Geometry and Semantics", CVPR 2018, with ``s_t = log sigm
 ``L = sum_t w_t * (c_t * exp(-s_t) * L_t + s_t / 2)``, ``c_t = 1/2`` for regression (depth,
 normals: Gaussian likelihood) and 1 for classification (softmax likelihood). ``s_t`` starts at 0.
 
+Depth with a recorded training focal length (``TaskConfig.focal_px``) is learned in that
+canonical camera (Metric3D's rule, ``perception.tasks.depth``): each sample's depth label is
+scaled by ``focal_px / f``, ``f`` the focal length its label is consistent with (``meta["K"]``'s
+``fy`` at the batch's resolution, over ``meta["depth_zoom"]`` when a zoom already scaled the
+label). The runtime multiplies by the camera's ``f / focal_px`` again, so the network never has
+to guess the focal length from the image. Samples without ``K`` keep their metric label.
+
 A task whose label is absent from a batch contributes ``0 * output.sum()``: the graph still
 reaches every trainable parameter, which keeps DistributedDataParallel's gradient reduction
 identical on all ranks.
@@ -20,8 +27,9 @@ from torch import nn
 
 from perception.config import TaskConfig
 from perception.tasks import kind_of
+from perception.tasks.depth import camera_scale
 
-__all__ = ["MultiTaskLoss", "target_key"]
+__all__ = ["MultiTaskLoss", "target_key", "canonical_target", "label_focal_px"]
 
 _REGRESSION_KINDS = frozenset({"depth", "normals"})
 
@@ -29,6 +37,27 @@ _REGRESSION_KINDS = frozenset({"depth", "normals"})
 def target_key(cfg: TaskConfig) -> str:
     """The sample key holding a task's label (the ``mask`` kind uses the task's own name)."""
     return kind_of(cfg).target_key or cfg.name
+
+
+def label_focal_px(metas: Sequence[Mapping[str, Any] | None], default: float) -> torch.Tensor:
+    """Per sample, the vertical focal length (px, at the sample's resolution) its depth label is
+    consistent with: ``K``'s ``fy`` over ``depth_zoom`` (1 without a zoom); ``default`` (the
+    canonical one: no scaling) for samples without ``K``."""
+    out = []
+    for meta in metas:
+        K = (meta or {}).get("K")
+        out.append(default if K is None else float(K[1][1]) / float(meta.get("depth_zoom", 1.0)))
+    return torch.tensor(out, dtype=torch.float32)
+
+
+def canonical_target(target: torch.Tensor, cfg: TaskConfig, batch: Mapping[str, Any]
+                     ) -> torch.Tensor:
+    """A depth label in the training cameras' focal length (``cfg.focal_px``), see above."""
+    metas = batch.get("meta")
+    if cfg.focal_px is None or not metas:
+        return target
+    scale = camera_scale(cfg, label_focal_px(metas, cfg.focal_px).to(target.device))
+    return target / scale  # invalid pixels stay 0
 
 
 class MultiTaskLoss(nn.Module):
@@ -62,7 +91,10 @@ class MultiTaskLoss(nn.Module):
             if key not in batch:
                 total = total + 0.0 * out.sum()
                 continue
-            loss = kind_of(cfg).loss(out, batch[key].to(out.device), cfg)
+            target = batch[key].to(out.device)
+            if cfg.kind == "depth":
+                target = canonical_target(target, cfg, batch)
+            loss = kind_of(cfg).loss(out, target, cfg)
             parts[name] = float(loss.detach())
             fixed += cfg.loss_weight * parts[name]
             if self.uncertainty:

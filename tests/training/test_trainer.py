@@ -291,6 +291,31 @@ def test_loss_weights_and_uncertainty() -> None:
     assert "depth" not in parts_n and no_depth.item() == pytest.approx(parts["segmentation"], rel=1e-6)
 
 
+def test_depth_is_learned_in_the_training_cameras_focal_length() -> None:
+    """With ``focal_px`` recorded, a label is scaled by focal_px / f, f its camera's fy (over the
+    zoom that already scaled it); the loss is then that of the prediction scaled by f / focal_px,
+    as the runtime scales it. Without K, or without focal_px, labels stay metric."""
+    from perception.tasks.depth import silog_loss
+    from perception.training.losses import canonical_target
+
+    cfg = TaskConfig("depth", "depth", focal_px=100.0)
+    target = torch.full((4, 2, 3), 10.0)
+    target[:, 0, 0] = 0.0  # invalid stays invalid
+    K = lambda fy: [[fy, 0, 1], [0, fy, 1], [0, 0, 1]]  # noqa: E731
+    metas = [{"K": K(200.0)}, {"K": K(200.0), "depth_zoom": 2.0}, {}, None]
+    out = canonical_target(target, cfg, {"depth": target, "meta": metas})
+    assert out[0, 1, 1] == 5.0 and out[1, 1, 1] == 10.0 and out[2, 1, 1] == 10.0 and out[3, 1, 1] == 10.0
+    assert (out[:, 0, 0] == 0).all()
+    unset = TaskConfig("depth", "depth")
+    assert torch.equal(canonical_target(target, unset, {"depth": target, "meta": metas}), target)
+    # Through MultiTaskLoss: a prediction of 5 m in the canonical camera is exact for frame 0.
+    loss = MultiTaskLoss([cfg])
+    raw = torch.full((1, 1, 2, 3), math.log(0.5))  # 5 m (the head's reference is 10 m)
+    _, parts = loss({"depth": raw}, {"depth": target[:1], "meta": metas[:1]})
+    assert parts["depth"] == pytest.approx(0.0, abs=1e-3)
+    assert parts["depth"] < silog_loss(torch.log(torch.full((1, 2, 3), 5.0)), target[:1]).item()
+
+
 # -- augmentation ----------------------------------------------------------------------------
 def _blocky_sample(h: int = 64, w: int = 128) -> dict:
     """Labels encoded in the image (class id * 25 in every channel) on 8x8 blocks, constant
@@ -325,6 +350,9 @@ def test_geometric_augmentation_keeps_labels_aligned() -> None:
         # Zoom by s multiplies the focal length by s and divides depth by s: depth * fx is kept.
         fx = abs(out["meta"]["K"][0][0])
         assert np.allclose(out["depth"] * fx, 1000.0, rtol=0.01)
+        # ... and says so: the label is consistent with the unzoomed focal length fy / depth_zoom.
+        fy_label = out["meta"]["K"][1][1] / out["meta"].get("depth_zoom", 1.0)
+        assert fy_label == pytest.approx(100.0, rel=0.02)
         # Lane instances still count 1..n from left to right (after a flip too).
         inst = out["lane_instances"]
         xs = [np.nonzero(inst == i)[1].mean() for i in np.unique(inst[inst > 0])]
