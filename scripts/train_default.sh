@@ -93,8 +93,9 @@ run r4 --init "$ROOT/r3/model.safetensors" --set adapter.first_task_stage=1 --ma
     --lr 3e-4 --warmup-steps 50 --min-lr-ratio 0.02 --seed 3 --val-every 0
 run r5 --init "$ROOT/r4/model.safetensors" --max-steps 5000 --lr 4e-4 --warmup-steps 100 \
     --min-lr-ratio 0.02 --seed 4 --val-every 0
-# r6 records the training cameras' focal length (depth is learned in it from here on) and was
-# paused at step 1,250 of its 5,000-step schedule: the machine had become too slow to finish it.
+# r6 was paused at step 1,250 of its 5,000-step schedule: the machine had become too slow to
+# finish it. (The shipped model learned depth in the recorded training focal length from r6 on,
+# the code of that day; with this code every run does, since r1 records it.)
 paused r6 1250 --init "$ROOT/r5/model.safetensors" --max-steps 5000 --lr 4e-4 --warmup-steps 100 \
     --min-lr-ratio 0.02 --seed 5 --val-every 0
 run r7 --init "$ROOT/r6/checkpoints/last" --max-steps 2000 --lr 3e-4 --warmup-steps 50 \
