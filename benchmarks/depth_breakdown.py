@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from perception.data.augment import Resize
-from perception.evaluation.evaluate import input_focal_px, normalize_images, open_dataset
+from perception.data.sample import sample_focal_px
+from perception.evaluation.evaluate import normalize_images, open_dataset
 from perception.runtime.default_model import DEFAULT_MODEL
 from perception.training.run_dir import load_model_from
 
@@ -70,7 +71,7 @@ def main() -> int:
         s = data[int(i)]
         if "segmentation" not in s or "depth" not in s:
             raise SystemExit(f"frame {i} of {a.data} lacks segmentation or depth labels")
-        focal = None if a.no_intrinsics else input_focal_px(s, s["image"].shape[0])
+        focal = None if a.no_intrinsics else sample_focal_px(s, s["image"].shape[0])
         pred = _predict(model, task, s["image"], focal)
         gt = s["depth"]
         v = np.isfinite(gt) & (gt > 0) & (gt < max_m)

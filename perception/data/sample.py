@@ -43,6 +43,7 @@ __all__ = [
     "DRIVABLE_DIRECT",
     "DRIVABLE_ALTERNATIVE",
     "validate_sample",
+    "sample_focal_px",
     "resize_sample",
     "crop_sample",
     "hflip_sample",
@@ -92,6 +93,15 @@ def _describe(arr: Any) -> str:
 def _scale_K(meta: dict[str, Any], A: np.ndarray) -> None:
     if "K" in meta and meta["K"] is not None:
         meta["K"] = (A @ np.asarray(meta["K"], float)).tolist()
+
+
+def sample_focal_px(sample: Mapping[str, Any], height: int) -> float | None:
+    """The vertical focal length of a sample's camera once its image is resized to ``height``
+    rows (e.g. the network input), from ``meta["K"]``; None without ``K``."""
+    K = (sample.get("meta") or {}).get("K")
+    if K is None:
+        return None
+    return float(K[1][1]) * height / sample["image"].shape[0]
 
 
 def resize_sample(sample: Mapping[str, Any], height: int, width: int) -> dict[str, Any]:

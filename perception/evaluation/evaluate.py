@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from perception.config import TaskConfig
 from perception.data.augment import Resize
-from perception.data.sample import collate
+from perception.data.sample import collate, sample_focal_px
 from perception.errors import ConfigError, DataError
 from perception.evaluation.metrics import MetricSet
 from perception.runtime.frames import MEAN_RGB, STD_RGB
@@ -32,7 +32,7 @@ from perception.tasks import kind_of
 from perception.training.losses import MultiTaskLoss, target_key
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "normalize_images", "DATASET_KINDS", "open_dataset",
-           "metric_specs", "EvalResult", "evaluate", "score_outputs", "input_focal_px",
+           "metric_specs", "EvalResult", "evaluate", "score_outputs",
            "metrics_markdown"]
 
 # The runtime's input convention (ImageNet statistics, RGB), as fractions of 255: training,
@@ -219,16 +219,6 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, *, tasks: Sequence[str] |
     return EvalResult(values, losses, count, time.perf_counter() - start, unlabelled)
 
 
-def input_focal_px(sample: Mapping[str, Any], input_height: int) -> float | None:
-    """The vertical focal length of a sample's camera at a network input ``input_height`` rows
-    high, from ``meta["K"]`` (which refers to the sample's own image); None without ``K``."""
-    K = sample.get("meta", {}).get("K")
-    image = sample.get("image")
-    if K is None or image is None:
-        return None
-    return float(K[1][1]) * input_height / image.shape[0]
-
-
 def score_outputs(model: torch.nn.Module, raw: Mapping[str, torch.Tensor],
                   originals: Sequence[Mapping[str, Any]], cfgs: Sequence[TaskConfig],
                   metrics: MetricSet, *, intrinsics: bool = True) -> set[str]:
@@ -250,8 +240,10 @@ def score_outputs(model: torch.nn.Module, raw: Mapping[str, torch.Tensor],
         The names of the tasks that had a label in at least one sample.
     """
     seen: set[str] = set()
+    height = next(iter(raw.values())).shape[-2] if raw else 0  # the network input's
     for i, sample in enumerate(originals):
         preds, targets = {}, {}
+        focal = sample_focal_px(sample, height) if intrinsics and height else None
         for cfg in cfgs:
             key = target_key(cfg)
             if cfg.name not in metrics.tasks or key not in sample:
@@ -260,7 +252,6 @@ def score_outputs(model: torch.nn.Module, raw: Mapping[str, torch.Tensor],
             out = raw[cfg.name][i:i + 1]
             if tuple(out.shape[-2:]) != label.shape:
                 out = F.interpolate(out, size=label.shape, mode="bilinear", align_corners=False)
-            focal = input_focal_px(sample, raw[cfg.name].shape[-2]) if intrinsics else None
             pred = model.tasks[cfg.name].kind.postprocess(out, cfg, focal_px=focal)[0].cpu().numpy()
             if cfg.kind == "drivable" and sample.get("meta", {}).get("drivable_binary"):
                 pred = np.where(pred == 2, 1, pred).astype(pred.dtype)  # label only knows "drivable"

@@ -305,12 +305,12 @@ class _Sink:
         header = make_header(stamp_to_ns(frame.header.stamp), frame.header.frame_id, self.ts)
         stamp_ns, ns = frame.stamp_ns, self.ns
         raws: dict[str, np.ndarray] = {}
+        camera = self._net_camera_for(frame.camera_info, size)
+        focal = None if camera is None else camera.fy  # depth follows it, as in the node
         for name in self.tasks:
             kind, cfg = self.kinds[name]
             raw = scored.get(name)
-            if raw is None:  # network resolution, for this frame's camera as the node does
-                net_camera = self._net_camera_for(frame.camera_info, size)
-                focal = None if net_camera is None else net_camera.fy
+            if raw is None:  # network resolution
                 raw = kind.postprocess(logits[name], cfg, focal_px=focal)[0].cpu().numpy()
             raws[name] = raw
             out = published_array(resize_output(raw, size, kind.output_type))
@@ -320,14 +320,12 @@ class _Sink:
                 color = colorize_output(kind, cfg, raw, out, size=size)
                 self.writer.write_message(f"{ns}/{name}/color", stamp_ns,
                                           make_image(color, header, "bgr8", self.ts))
-        if self.with_path and "lanes" in raws:
-            camera = self._net_camera_for(frame.camera_info, size)
-            if camera is not None:
-                from calibration.lanes import mask_to_polylines
+        if self.with_path and "lanes" in raws and camera is not None:
+            from calibration.lanes import mask_to_polylines
 
-                lines = mask_to_polylines(raws["lanes"] > 0, camera, self.options.mounting)
-                self.writer.write_message(f"{ns}/lanes/path", stamp_ns, path_msg(
-                    ego_lane_centre(lines), header, self.options.vehicle_frame, self.ts))
+            lines = mask_to_polylines(raws["lanes"] > 0, camera, self.options.mounting)
+            self.writer.write_message(f"{ns}/lanes/path", stamp_ns, path_msg(
+                ego_lane_centre(lines), header, self.options.vehicle_frame, self.ts))
         record.post_ms = (time.perf_counter() - t0) * 1e3
         self.keeper.offer(record, frame.image, raws, sample)
         self.records.append(record)

@@ -67,10 +67,7 @@ class Depth(TaskKind):
 
     def postprocess(self, raw: torch.Tensor, cfg: TaskConfig,
                     focal_px: float | torch.Tensor | None = None) -> torch.Tensor:
-        depth = torch.exp(log_depth(raw))
-        scale = camera_scale(cfg, focal_px)
-        return (depth if isinstance(scale, float) and scale == 1.0 else depth * scale).clamp(
-            max=cfg.max_depth_m)
+        return (torch.exp(log_depth(raw)) * camera_scale(cfg, focal_px)).clamp(max=cfg.max_depth_m)
 
     def colorize(self, pred: np.ndarray, cfg: TaskConfig) -> np.ndarray:
         inv = 1.0 / np.clip(pred, 1.0, cfg.max_depth_m)  # near = bright

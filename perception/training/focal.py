@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from perception.data.sample import sample_focal_px
 from perception.models.network import MultiTaskNet
 
 __all__ = ["measure_focal_px", "record_focal_px"]
@@ -24,10 +25,9 @@ def measure_focal_px(dataset: Any, input_height: int, max_frames: int = 200) -> 
     n = len(dataset)
     logs = []
     for i in np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(int)):
-        sample = dataset[int(i)]
-        K = sample.get("meta", {}).get("K")
-        if K is not None:
-            logs.append(math.log(float(K[1][1]) * input_height / sample["image"].shape[0]))
+        focal = sample_focal_px(dataset[int(i)], input_height)
+        if focal is not None:
+            logs.append(math.log(focal))
     if not logs:
         return None
     return math.exp(sum(logs) / len(logs)), len(logs)
