@@ -175,10 +175,17 @@ class ModelConfig:
         return _plain(asdict(self))
 
     def replace(self, **changes: Any) -> ModelConfig:
+        """A copy with ``changes`` applied: ``SECTION.KEY``, a whole ``SECTION``, or one task's
+        setting as ``tasks.NAME.KEY`` (e.g. ``tasks.depth.loss_weight``)."""
         data = self.to_dict()
         for key, value in changes.items():
             section, _, sub = key.partition(".")
-            if sub:
+            if section == "tasks" and sub:
+                name, _, field = sub.partition(".")
+                if not field:
+                    raise ConfigError(f"{key!r}: expected tasks.NAME.KEY")
+                data["tasks"][self.task_names().index(self.task(name).name)][field] = value
+            elif sub:
                 data[section][sub] = value
             else:
                 data[section] = value

@@ -64,7 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-size", metavar="HxW", help="override the config's input size (multiples of 32)")
     p.add_argument("--tasks", metavar="A,B", help="train only these tasks of the config (default: all)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. adapter.dropout=0.0 (repeatable; VALUE is YAML)")
+                   help="override a config value, e.g. adapter.dropout=0.0 or one task's "
+                        "tasks.depth.loss_weight=2.0 (repeatable; VALUE is YAML)")
     p.add_argument("--swin-weights", metavar="PATH", help="local Swin checkpoint (timm/official/HF) for the trunk")
     p.add_argument("--init", metavar="MODEL",
                    help="continue training a saved model (a model file such as the shipped default, a run "
@@ -99,7 +100,7 @@ def apply_overrides(cfg: Any, items: list[str]) -> Any:
         if not eq or section not in sections or (key == section and isinstance(sections[section], dict)):
             raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of "
                               f"{sorted(k for k, v in sections.items() if isinstance(v, dict))} "
-                              "(or name=..., input_size=[H, W])")
+                              "(or name=..., input_size=[H, W], tasks.NAME.KEY=...)")
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as err:

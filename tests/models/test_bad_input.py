@@ -69,3 +69,20 @@ def test_unknown_task_kind_lists_known_kinds() -> None:
                                   "tasks": [{"name": "a", "kind": "optical_flow"}]}, "t")
     with pytest.raises(RegistryError, match="unknown task kind 'optical_flow'; known: depth"):
         MultiTaskNet(cfg)
+
+
+def test_set_changes_one_task_setting_and_names_bad_keys() -> None:
+    from perception.commands.train import apply_overrides
+
+    base = load_config("tiny")
+    cfg = apply_overrides(base, ["tasks.depth.loss_weight=2.5", "adapter.rank=4"])
+    assert cfg.task("depth").loss_weight == 2.5 and cfg.adapter.rank == 4
+    assert [t.loss_weight for t in cfg.tasks if t.name != "depth"] == \
+        [t.loss_weight for t in base.tasks if t.name != "depth"]
+    assert base.task("depth").loss_weight == 1.0  # the original is not modified
+    with pytest.raises(ConfigError, match=r"no task 'deph' in config 'tiny'; tasks: \['segmentation'"):
+        apply_overrides(base, ["tasks.deph.loss_weight=2"])
+    with pytest.raises(ConfigError, match=r"tasks\[1\]: unknown keys \['los_weight'\]"):
+        apply_overrides(base, ["tasks.depth.los_weight=2"])
+    with pytest.raises(ConfigError, match=r"'tasks.depth': expected tasks.NAME.KEY"):
+        apply_overrides(base, ["tasks.depth=2"])
