@@ -249,8 +249,10 @@ class PerceptionEngine:
         return self.infer_batch([frame], rgb=rgb)[0]
 
     def infer_batch(self, frames: Sequence[np.ndarray], *, rgb: bool = False) -> list[FrameResult]:
-        """Several frames (e.g. cameras) at once; each result has the same layout as ``infer``.
-        Backends with one-frame programs (``Backend.max_batch``) run them one after another."""
+        """Several frames at once; each result has the same layout as ``infer``. ``camera``
+        (depth's scale, lane polylines) applies to every frame: batch one camera's frames, or
+        frames of cameras with the same intrinsics. Backends with one-frame programs
+        (``Backend.max_batch``) run them one after another."""
         if (parts := self._split(frames)) is not None:
             return [r for part in parts for r in self.infer_batch(part, rgb=rgb)]
         active = self._active  # snapshot: a swap during this frame takes effect on the next one
