@@ -184,7 +184,8 @@ class ModelConfig:
                 name, _, field = sub.partition(".")
                 if not field:
                     raise ConfigError(f"{key!r}: expected tasks.NAME.KEY")
-                data["tasks"][self.task_names().index(self.task(name).name)][field] = value
+                self.task(name)  # an unknown name is refused with the config's task names
+                data["tasks"][self.task_names().index(name)][field] = value
             elif sub:
                 data[section][sub] = value
             else:

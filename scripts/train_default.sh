@@ -58,50 +58,42 @@ step_of() {  # the step of RUN's last checkpoint, 0 when it has none
         "$1/checkpoints/last/state.json" 2>/dev/null || echo 0
 }
 
-run() {  # name, then the run's own flags; skips a finished run, resumes an interrupted one
-    local name=$1 out=$ROOT/$1
-    shift
-    if [[ -f "$out/model.safetensors" ]]; then
+run() {  # name, step it was paused at (0: run to its end), then the run's own flags.
+          # Skips a finished run and resumes an interrupted one.
+    local stop=$2 out=$ROOT/$1 at
+    shift 2
+    at=$(step_of "$out")
+    if { [[ "$stop" -eq 0 ]] && [[ -f "$out/model.safetensors" ]]; } ||
+       { [[ "$stop" -gt 0 ]] && [[ "$at" -ge "$stop" ]]; }; then
         echo "have $out"
         return
     fi
-    local resume=()
-    [[ "$(step_of "$out")" -gt 0 ]] && resume=(--resume)
-    tadp train "$@" "${COMMON[@]}" --out "$out" "${resume[@]}"
-}
-
-paused() {  # name, step, then the run's own flags: a run paused at that step (--stop-at)
-    local name=$1 step=$2 out=$ROOT/$1
-    shift 2
-    if [[ "$(step_of "$out")" -ge "$step" ]]; then
-        echo "have $out (paused at step $step)"
-        return
-    fi
-    local resume=()
-    [[ "$(step_of "$out")" -gt 0 ]] && resume=(--resume)
-    tadp train "$@" "${COMMON[@]}" --stop-at "$step" --out "$out" "${resume[@]}"
+    local extra=()
+    [[ "$stop" -gt 0 ]] && extra+=(--stop-at "$stop")
+    [[ "$at" -gt 0 ]] && extra+=(--resume)
+    tadp train "$@" "${COMMON[@]}" --out "$out" "${extra[@]}"
 }
 
 # r1 was stopped after its step-800 checkpoint (a 1,000-step schedule); r2 continues from there.
-paused r1 800 "${FIRST[@]}" --max-steps 1000 --lr 1e-3 --warmup-steps 80 --min-lr-ratio 0.01 --seed 0
-run r2 --init "$ROOT/r1/checkpoints/last" --max-steps 1200 --lr 4e-4 --warmup-steps 60 \
+run r1 800 "${FIRST[@]}" --max-steps 1000 --lr 1e-3 --warmup-steps 80 --min-lr-ratio 0.01 --seed 0
+run r2 0 --init "$ROOT/r1/checkpoints/last" --max-steps 1200 --lr 4e-4 --warmup-steps 60 \
     --min-lr-ratio 0.02 --seed 1
-run r3 --init "$ROOT/r2/model.safetensors" --max-steps 900 --lr 3e-4 --warmup-steps 50 \
+run r3 0 --init "$ROOT/r2/model.safetensors" --max-steps 900 --lr 3e-4 --warmup-steps 50 \
     --min-lr-ratio 0.02 --seed 2 --val-every 0
 # r4 switches to a shared stage 0 (every task ~30 % cheaper at run time, docs/runtime.md).
-run r4 --init "$ROOT/r3/model.safetensors" --set adapter.first_task_stage=1 --max-steps 1600 \
+run r4 0 --init "$ROOT/r3/model.safetensors" --set adapter.first_task_stage=1 --max-steps 1600 \
     --lr 3e-4 --warmup-steps 50 --min-lr-ratio 0.02 --seed 3 --val-every 0
-run r5 --init "$ROOT/r4/model.safetensors" --max-steps 5000 --lr 4e-4 --warmup-steps 100 \
+run r5 0 --init "$ROOT/r4/model.safetensors" --max-steps 5000 --lr 4e-4 --warmup-steps 100 \
     --min-lr-ratio 0.02 --seed 4 --val-every 0
 # r6 was paused at step 1,250 of its 5,000-step schedule: the machine had become too slow to
 # finish it. (The shipped model learned depth in the recorded training focal length from r6 on,
 # the code of that day; with this code every run does, since r1 records it.)
-paused r6 1250 --init "$ROOT/r5/model.safetensors" --max-steps 5000 --lr 4e-4 --warmup-steps 100 \
+run r6 1250 --init "$ROOT/r5/model.safetensors" --max-steps 5000 --lr 4e-4 --warmup-steps 100 \
     --min-lr-ratio 0.02 --seed 5 --val-every 0
-run r7 --init "$ROOT/r6/checkpoints/last" --max-steps 2000 --lr 3e-4 --warmup-steps 50 \
+run r7 0 --init "$ROOT/r6/checkpoints/last" --max-steps 2000 --lr 3e-4 --warmup-steps 50 \
     --min-lr-ratio 0.02 --seed 6 --val-every 0
 # r8 doubles depth's loss weight: depth is the one task short of its target.
-run r8 --init "$ROOT/r7/model.safetensors" --set tasks.depth.loss_weight=2.0 --max-steps 3500 \
+run r8 0 --init "$ROOT/r7/model.safetensors" --set tasks.depth.loss_weight=2.0 --max-steps 3500 \
     --lr 3e-4 --warmup-steps 50 --min-lr-ratio 0.02 --seed 7 --val-every 0
 
 tadp eval --model "$ROOT/r8" --data "$DATA/val" --threads "$THREADS" --out "$ROOT/r8/eval_val"
