@@ -6,6 +6,7 @@ Layout::
     RUN/config.yaml            model config (the trainable layout; ``load_config`` reads it)
     RUN/train.json             training settings, datasets, command line
     RUN/history.json           {"steps": [...], "epochs": [...]}: losses, lr, validation metrics
+                               (written with every checkpoint and every epoch)
     RUN/loss_curves.png        train (per step) and validation (per epoch) losses, per task
     RUN/metric_curves.png      validation metrics per epoch, one panel per task
     RUN/checkpoints/last/      resume point (model + optimizer + trainer state)

@@ -379,6 +379,9 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(), "optimizer": opt_rest,
             "loss_log_vars": {k: float(v.detach()) for k, v in self.loss.log_vars.items()},
             "train": asdict(self.cfg), "rng": rng})
+        # The history goes to disk with every checkpoint, before it: a run killed without
+        # unwinding (SIGKILL, the OOM killer, a lost session) resumes with no gap in it.
+        self.run.save()
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         return final

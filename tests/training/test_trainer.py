@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -172,6 +175,32 @@ def test_cli_stop_at_pauses_then_resumes(data: dict[str, Path], tmp_path: Path,
     assert tadp([*common, "--stop-at", "0", "--out", str(tmp_path / "bad")]) == 2
     assert "--stop-at 0: must be a step >= 1" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_killed_run_resumes_with_its_whole_history(data: dict[str, Path], tmp_path: Path) -> None:
+    """SIGKILL (the OOM killer, a lost session) runs no ``finally``: the step history must reach
+    the disk with each checkpoint, so ``--resume`` continues it without a gap."""
+    out = tmp_path / "run"
+    args = ["train", "--config", "tiny", "--input-size", "64x128", "--train", str(data["small"]),
+            "--batch-size", "2", "--workers", "0", "--threads", "1", "--val-every", "0",
+            "--checkpoint-every", "2", "--no-progress", "--max-steps", "400", "--out", str(out)]
+    state = out / "checkpoints" / "last" / "state.json"
+    proc = subprocess.Popen([sys.executable, "-m", "perception.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        while not (state.is_file() and json.loads(state.read_text())["step"] >= 4):
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "no checkpoint at step >= 4 within 300 s"
+            time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.communicate()
+    step = json.loads(state.read_text())["step"]
+    steps = [r["step"] for r in json.loads((out / "history.json").read_text())["steps"]]
+    assert steps[:step] == list(range(1, step + 1)), steps
+    assert tadp([*args, "--resume", "--stop-at", str(step + 2)]) == 0
+    steps = [r["step"] for r in json.loads((out / "history.json").read_text())["steps"]]
+    assert steps == list(range(1, step + 3)), steps
 
 
 def test_cli_init_continues_a_saved_model(data: dict[str, Path], tmp_path: Path,
