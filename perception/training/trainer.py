@@ -379,9 +379,10 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(), "optimizer": opt_rest,
             "loss_log_vars": {k: float(v.detach()) for k, v in self.loss.log_vars.items()},
             "train": asdict(self.cfg), "rng": rng})
-        # The history goes to disk with every checkpoint, before it: a run killed without
-        # unwinding (SIGKILL, the OOM killer, a lost session) resumes with no gap in it.
-        self.run.save()
+        # The resume point carries the history, written before it: a run killed without
+        # unwinding (SIGKILL, the OOM killer) resumes with no gap in history.json.
+        if name == "last":
+            self.run.save()
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         return final

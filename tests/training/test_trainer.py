@@ -185,7 +185,8 @@ def test_a_killed_run_resumes_with_its_whole_history(data: dict[str, Path], tmp_
             "--batch-size", "2", "--workers", "0", "--threads", "1", "--val-every", "0",
             "--checkpoint-every", "2", "--no-progress", "--max-steps", "400", "--out", str(out)]
     state = out / "checkpoints" / "last" / "state.json"
-    proc = subprocess.Popen([sys.executable, "-m", "perception.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "perception.cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 300
         while not (state.is_file() and json.loads(state.read_text())["step"] >= 4):
