@@ -25,6 +25,7 @@ _COMMANDS: tuple[str, ...] = (
     "perception.commands.bundle",
     "perception.commands.train",
     "perception.commands.train_task",
+    "perception.commands.export_model",
     "perception.commands.eval",
     "ros2_nodes.command",
     "perception.commands.replay",

@@ -101,10 +101,7 @@ run r8 0 --init "$ROOT/r7/model.safetensors" --set tasks.depth.loss_weight=2.0 -
 run r9 7000 --init "$ROOT/r8/model.safetensors" --set tasks.depth.loss_weight=3.0 --max-steps 8000 \
     --lr 3e-4 --warmup-steps 100 --min-lr-ratio 0.02 --seed 8 --val-every 0
 if [[ ! -f "$ROOT/r9/model.safetensors" ]]; then  # a paused run has a checkpoint, not a model file
-    python -c 'import sys
-from perception.training.model_file import save_model
-from perception.training.run_dir import load_model_from
-save_model(load_model_from(sys.argv[1]), sys.argv[2])' "$ROOT/r9/checkpoints/last" "$ROOT/r9/model.safetensors"
+    tadp export-model "$ROOT/r9/checkpoints/last" --out "$ROOT/r9/model.safetensors"
 fi
 
 tadp eval --model "$ROOT/r9/model.safetensors" --data "$DATA/val" --threads "$THREADS" --out "$ROOT/r9/eval_val"

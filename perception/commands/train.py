@@ -16,7 +16,8 @@ import argparse
 import sys
 from typing import Any
 
-__all__ = ["register", "add_training_args", "apply_overrides", "train_config_from", "setup_runtime"]
+__all__ = ["register", "add_training_args", "apply_overrides", "train_config_from", "setup_runtime",
+           "report_pause"]
 
 
 def add_training_args(p: argparse.ArgumentParser) -> None:
@@ -229,13 +230,28 @@ def run(args: argparse.Namespace) -> int:
                 "augment": asdict(augment), "set": args.set,
                 "warm_start": None if warm is None else {k: warm[k] for k in ("new", "dropped")}})
         record = trainer.fit(resume_from=args.out if args.resume else None, stop_at=args.stop_at)
-        if info.main and trainer.step < trainer.total_steps:
-            print(f"paused at step {trainer.step} of {trainer.total_steps}; checkpoint: "
-                  f"{args.out}/checkpoints/last (continue with --resume, or --init it)")
-        elif info.main:
+        code = report_pause(trainer, args.out, info.main)
+        if code is not None:
+            return code
+        if info.main:
             path = trainer.export(record.get("metrics"))
             print(f"trained {trainer.step} steps; model: {path}; run: {args.out}")
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
     return 0
+
+
+def report_pause(trainer: Any, out: str, main: bool) -> int | None:
+    """A run that stopped short of its schedule: say where its checkpoint is and return the exit
+    code (0 at ``--stop-at``, 128 + the signal's number after SIGTERM or Ctrl-C, as a shell
+    reports a killed job, so scripts stop); None when the run finished."""
+    import signal
+
+    if trainer.step >= trainer.total_steps:
+        return None
+    if main:
+        why = f" by {trainer.paused_by}" if trainer.paused_by else ""
+        print(f"paused at step {trainer.step} of {trainer.total_steps}{why}; checkpoint: "
+              f"{out}/checkpoints/last (continue with --resume, or --init it)", flush=True)
+    return 128 + signal.Signals[trainer.paused_by].value if trainer.paused_by else 0

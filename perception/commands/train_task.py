@@ -27,6 +27,7 @@ from perception.commands.train import (
     augment_config_from,
     open_datasets,
     open_run,
+    report_pause,
     setup_runtime,
     train_config_from,
 )
@@ -108,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
                 "world_size": info.world, "train_samples": len(train_set), "steps": trainer.total_steps,
                 "settings": asdict(train_cfg), "augment": asdict(augment)})
         record = trainer.fit(resume_from=args.out if args.resume else None)
+        code = report_pause(trainer, args.out, info.main)
+        if code is not None:
+            return code
         if mode == "full":
             if info.main:
                 path = trainer.export(record.get("metrics"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import signal
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -35,6 +36,7 @@ from perception.evaluation.evaluate import evaluate, normalize_images
 from perception.models.network import BASE_GROUP, MultiTaskNet
 from perception.training.losses import MultiTaskLoss, target_key
 from perception.training.modes import set_trainable, state_checksums, train_scope
+from perception.training.pause import PauseOnSignal, worker_signals
 from perception.training.run_dir import RunDir, read_json, write_json
 
 __all__ = ["TrainConfig", "Trainer", "FreezeError", "FreezeGuard", "owned_prefixes", "lr_factor",
@@ -211,6 +213,7 @@ class _Skip(Sampler):
 
 
 def _reseed_worker(worker_id: int) -> None:
+    worker_signals()
     info = torch.utils.data.get_worker_info()
     fn = getattr(info.dataset, "fn", None)
     if isinstance(fn, Augment):
@@ -316,6 +319,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, _Schedule(self.total_steps, cfg.warmup_steps, cfg.min_lr_ratio))
         self.step = 0
+        self.paused_by: str | None = None  # the signal that paused the last fit(), if any
         self.best_val: float | None = None
         self._restored_rng: dict[str, Any] | None = None
         self._extra = self._extra_loss()
@@ -483,10 +487,12 @@ class Trainer:
 
     def fit(self, resume_from: str | Path | None = None, stop_at: int | None = None) -> dict[str, Any]:
         """Train to ``total_steps`` (or pause at step ``stop_at``, checkpointed, for time-boxed jobs);
-        returns the last epoch record (losses, metrics, timing)."""
+        returns the last epoch record (losses, metrics, timing). SIGTERM or Ctrl-C pauses too, at
+        the end of the current step and checkpointed; :attr:`paused_by` then names the signal."""
         if resume_from is not None:
             self.load_checkpoint(resume_from)
         end = self.total_steps if stop_at is None else min(stop_at, self.total_steps)
+        self.paused_by = None
         bar = None
         if self.cfg.progress and self.dist.main:
             from tqdm import tqdm
@@ -497,38 +503,57 @@ class Trainer:
         if self.step == 0 and self.cfg.val_at_start and self.cfg.val_every:
             self._start_record()
         try:
-            while self.step < end:
-                epoch, skip = divmod(self.step, self.steps_per_epoch)
-                train_scope(self.model, self.mode, self.task)
-                sums: dict[str, float] = {}
-                n, t0 = 0, time.perf_counter()
-                for batch in self._loader(epoch, skip * self.cfg.batch_size):
-                    t_step = time.perf_counter()
-                    parts = self._train_step(batch)
-                    for k, v in parts.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    n += 1
-                    if self.run is not None and self.dist.main and self.step % self.cfg.log_every == 0:
-                        self.run.log_step({"step": self.step, "epoch": epoch, "lr": self.scheduler.get_last_lr()[0],
-                                           "train": parts, "seconds": round(time.perf_counter() - t_step, 4)})
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()} | {
-                            "lr": f"{self.scheduler.get_last_lr()[0]:.1e}"})
-                    if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
-                        self.save_checkpoint()
-                    if self.step >= end:
-                        break
-                if self.step % self.steps_per_epoch == 0 or self.step >= self.total_steps:
-                    record = self._end_epoch(epoch, sums, n, time.perf_counter() - t0, bar)
-                else:  # paused mid-epoch
-                    self.save_checkpoint()
+            with PauseOnSignal(announce=self.dist.main) as pause:
+                while self.step < end and self.paused_by is None:
+                    record = self._epoch(end, pause, bar) or record
         finally:
             if bar is not None:
                 bar.close()
             if self.run is not None and self.dist.main:
                 self.run.save()
         return record
+
+    def _epoch(self, end: int, pause: PauseOnSignal, bar: Any) -> dict[str, Any] | None:
+        """Steps of the current epoch up to ``end``; its record when the epoch ends."""
+        epoch, skip = divmod(self.step, self.steps_per_epoch)
+        train_scope(self.model, self.mode, self.task)
+        sums: dict[str, float] = {}
+        n, t0 = 0, time.perf_counter()
+        for batch in self._loader(epoch, skip * self.cfg.batch_size):
+            t_step = time.perf_counter()
+            parts = self._train_step(batch)
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            n += 1
+            if self.run is not None and self.dist.main and self.step % self.cfg.log_every == 0:
+                self.run.log_step({"step": self.step, "epoch": epoch, "lr": self.scheduler.get_last_lr()[0],
+                                   "train": parts, "seconds": round(time.perf_counter() - t_step, 4)})
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()} | {
+                    "lr": f"{self.scheduler.get_last_lr()[0]:.1e}"})
+            if self._pause_requested(pause):
+                break
+            if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+            if self.step >= end:
+                break
+        if self.paused_by is None and (self.step % self.steps_per_epoch == 0
+                                       or self.step >= self.total_steps):
+            return self._end_epoch(epoch, sums, n, time.perf_counter() - t0, bar)
+        self.save_checkpoint()  # paused mid-epoch (--stop-at or a signal)
+        return None
+
+    def _pause_requested(self, pause: PauseOnSignal) -> bool:
+        """Whether any rank got a pause signal; every rank stops after the same step."""
+        signum = pause.signum or 0
+        if self.dist.world > 1:
+            flag = torch.tensor([signum], dtype=torch.int64, device=self.device)  # nccl: on the GPU
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            signum = int(flag.item())
+        if signum:
+            self.paused_by = signal.Signals(signum).name
+        return bool(signum)
 
     def _start_record(self) -> None:
         """Validation of the untrained model: the baseline every later point is compared with."""

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +31,7 @@ from perception.data.synthetic import SynthConfig, write_dataset
 from perception.errors import ConfigError, DataError
 from perception.models.network import MultiTaskNet
 from perception.training.losses import MultiTaskLoss
+from perception.training.model_file import load_model
 from perception.training.run_dir import RunDir, load_model_from
 from perception.training.trainer import TrainConfig, Trainer, lr_factor
 
@@ -202,6 +206,73 @@ def test_a_killed_run_resumes_with_its_whole_history(data: dict[str, Path], tmp_
     assert tadp([*args, "--resume", "--stop-at", str(step + 2)]) == 0
     steps = [r["step"] for r in json.loads((out / "history.json").read_text())["steps"]]
     assert steps == list(range(1, step + 3)), steps
+
+
+@pytest.mark.parametrize(("signum", "workers"), [(signal.SIGTERM, 0), (signal.SIGINT, 1)])
+def test_a_signal_pauses_the_run_at_a_checkpoint(data: dict[str, Path], tmp_path: Path,
+                                                 signum: signal.Signals, workers: int) -> None:
+    """SIGTERM (a scheduler, ``timeout``, preemption) and Ctrl-C pause the run after the current
+    step with a checkpoint at that step, not at the last ``--checkpoint-every`` one: resuming
+    trains no step twice. The signal goes to the whole process group, as Ctrl-C in a terminal
+    does, so a data-loader worker gets it too and must neither die of it nor pause itself."""
+    out = tmp_path / "run"
+    args = ["train", "--config", "tiny", "--input-size", "64x128", "--train", str(data["train"]),
+            "--batch-size", "2", "--workers", str(workers), "--threads", "1", "--val-every", "0",
+            "--checkpoint-every", "3", "--no-progress", "--max-steps", "400", "--out", str(out)]
+    state = out / "checkpoints" / "last" / "state.json"
+    proc = subprocess.Popen([sys.executable, "-m", "perception.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not state.is_file():
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.05)
+        time.sleep(0.5)  # somewhere in the steps after the checkpoint
+        os.killpg(proc.pid, signum)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 128 + signum, stderr
+    assert stderr.count(f"{signum.name}: pausing after this step") == 1, stderr  # workers keep quiet
+    found = re.search(rf"paused at step (\d+) of 400 by {signum.name}; checkpoint: ", stdout)
+    assert found, stdout
+    step = int(found.group(1))
+    assert json.loads(state.read_text())["step"] == step >= 3
+    steps = [r["step"] for r in json.loads((out / "history.json").read_text())["steps"]]
+    assert steps == list(range(1, step + 1)), steps
+    assert tadp([*args, "--resume", "--stop-at", str(step + 1)]) == 0
+    steps = [r["step"] for r in json.loads((out / "history.json").read_text())["steps"]]
+    assert steps == list(range(1, step + 2)), steps
+
+
+def test_export_model_writes_a_paused_runs_model_file(data: dict[str, Path], tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A paused run has a checkpoint and no model file: ``tadp export-model`` writes the file
+    that eval, the node and ``--init`` load, with the checkpoint's weights; it never replaces a
+    model file unasked, and says what is wrong with a source that is not a model."""
+    run = tmp_path / "run"
+    assert tadp(["train", "--config", "tiny", "--input-size", "64x128", "--train", str(data["small"]),
+                 "--batch-size", "2", "--workers", "0", "--threads", "1", "--val-every", "0",
+                 "--no-progress", "--max-steps", "6", "--stop-at", "2", "--out", str(run)]) == 0
+    assert not (run / "model.safetensors").exists()
+    last, out = run / "checkpoints" / "last", tmp_path / "paused.safetensors"
+    assert tadp(["export-model", str(last), "--out", str(out)]) == 0
+    assert f"model at step 2 of {last}: {out}" in capsys.readouterr().out
+    exported, checkpoint = load_model(out).state_dict(), load_model_from(last).state_dict()
+    assert exported.keys() == checkpoint.keys()
+    assert all(torch.equal(exported[k], checkpoint[k]) for k in exported)
+    before = out.read_bytes()
+    assert tadp(["export-model", str(run), "--out", str(out)]) == 2
+    assert "already exist; pass --overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert tadp(["export-model", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "no model at" in capsys.readouterr().err
+    assert tadp(["export-model", str(last), "--out", str(tmp_path / "x.pt")]) == 2
+    assert "ends in .safetensors" in capsys.readouterr().err
+    assert not list(tmp_path.glob("x.*"))
 
 
 def test_cli_init_continues_a_saved_model(data: dict[str, Path], tmp_path: Path,
