@@ -532,7 +532,7 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()} | {
                     "lr": f"{self.scheduler.get_last_lr()[0]:.1e}"})
-            if self._pause_requested(pause):
+            if self.step < end and self._pause_requested(pause):  # the last step just finishes
                 break
             if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
                 self.save_checkpoint()
