@@ -149,7 +149,7 @@ def setup_runtime(args: argparse.Namespace) -> Any:
         raise ConfigError(f"--device {args.device} requested but CUDA is not available; use --device cpu")
     if args.bf16 and args.device == "cpu" and not cpu_has_bf16():
         print("warning: --bf16 on a CPU without bfloat16 units (AVX512-BF16 or AMX): autocast "
-              "emulates it and steps run several times slower (6-8x measured on Zen 3); drop "
+              "emulates it and steps run several times slower (a Swin-T forward pass: 6-8x on Zen 3); drop "
               "--bf16 here", file=sys.stderr)
     if args.threads is not None:
         if args.threads < 1:

@@ -69,8 +69,9 @@ def run(args: argparse.Namespace) -> int:
     from perception.models.network import BASE_GROUP
     from perception.training.bundle import save_bundle
     from perception.training.focal import record_focal_px
+    from perception.training.freeze import FreezeGuard
     from perception.training.run_dir import load_model_from, write_json
-    from perception.training.trainer import FreezeGuard, Trainer
+    from perception.training.trainer import Trainer
 
     info = setup_runtime(args)
     try:

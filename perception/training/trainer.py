@@ -6,8 +6,7 @@ checkpoints, a tqdm bar, and ``torchrun`` support (DistributedSampler, DDP, rank
 Checkpoints never pickle: ``model.safetensors`` (the trained tensors), ``optimizer.safetensors``
 (AdamW moments) and ``state.json`` (step, scheduler, optimizer hyper-parameters, best loss).
 
-Freeze proof for adapter/fusion training: :class:`FreezeGuard` hashes every tensor of the model
-before training and checks afterwards that everything outside the new task is bit-identical.
+The freeze proof of adapter/fusion training is :mod:`perception.training.freeze`.
 """
 from __future__ import annotations
 
@@ -34,21 +33,17 @@ from perception.data.sample import collate
 from perception.errors import ConfigError, DataError, PerceptionError
 from perception.evaluation.evaluate import evaluate, normalize_images
 from perception.models.network import BASE_GROUP, MultiTaskNet
+from perception.training.freeze import owned_prefixes
 from perception.training.losses import MultiTaskLoss, target_key
-from perception.training.modes import set_trainable, state_checksums, train_scope
+from perception.training.modes import set_trainable, train_scope
 from perception.training.pause import PauseOnSignal, worker_signals
 from perception.training.run_dir import RunDir, read_json, write_json
 
-__all__ = ["TrainConfig", "Trainer", "FreezeError", "FreezeGuard", "owned_prefixes", "lr_factor",
-           "DistInfo", "init_distributed"]
+__all__ = ["TrainConfig", "Trainer", "lr_factor", "DistInfo", "init_distributed"]
 
 
 # Never decayed (timm's Swin ``no_weight_decay``, plus our prompts): pulling them to 0 is meaningless.
 _NO_DECAY_SUFFIXES = ("relative_position_bias_table", "prompt.prompt", "absolute_pos_embed")
-
-
-class FreezeError(PerceptionError, RuntimeError):
-    """Adapter/fusion training changed (or could change) a tensor outside the trained task."""
 
 
 @dataclass(frozen=True)
@@ -133,56 +128,6 @@ def init_distributed(device: str = "cpu") -> DistInfo:
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo",
                                 timeout=timedelta(hours=2))
     return info
-
-
-# -- freeze proof --------------------------------------------------------------------------------
-def owned_prefixes(task: str) -> tuple[str, ...]:
-    """State-dict prefixes that belong to one added task (its head and its own branch group)."""
-    return (f"tasks.{task}.", f"groups.{task}.")
-
-
-class FreezeGuard:
-    """Checksums of every tensor before training; :meth:`check` proves only ``task`` changed.
-
-    Example:
-        >>> guard = FreezeGuard(model, "corridor")
-        >>> trainer.fit()
-        >>> report = guard.check()  # raises FreezeError naming every changed frozen tensor
-    """
-
-    def __init__(self, model: torch.nn.Module, task: str) -> None:
-        self.model, self.task, self.own = model, task, owned_prefixes(task)
-        self.before = state_checksums(model)
-
-    def check_trainable(self) -> None:
-        """Fail before training if any parameter outside the task would receive gradients."""
-        leaks = sorted(n for n, p in self.model.named_parameters() if p.requires_grad and not n.startswith(self.own))
-        if leaks:
-            raise FreezeError(f"{len(leaks)} parameters outside task {self.task!r} are trainable: "
-                              f"{', '.join(leaks[:8])}{' ...' if len(leaks) > 8 else ''}")
-
-    def check(self) -> dict[str, int]:
-        """Compare with the checksums taken at construction.
-
-        Returns:
-            ``{"frozen_tensors": n, "frozen_changed": 0, "task_tensors": m, "task_changed": k}``.
-
-        Raises:
-            FreezeError: a tensor outside the task changed, appeared or disappeared.
-        """
-        after = state_checksums(self.model)
-        frozen = [k for k in self.before if not k.startswith(self.own)]
-        changed = sorted(k for k in frozen if after.get(k) != self.before[k])
-        appeared = sorted(k for k in after if k not in self.before and not k.startswith(self.own))
-        if changed or appeared:
-            raise FreezeError(
-                f"freeze violated while training task {self.task!r}: {len(changed)} frozen tensors changed "
-                f"({', '.join(changed[:8])}{' ...' if len(changed) > 8 else ''})"
-                + (f" and {len(appeared)} appeared ({', '.join(appeared[:5])})" if appeared else "")
-                + "; the trunk and the other tasks must stay bit-identical")
-        own = [k for k in after if k.startswith(self.own)]
-        return {"frozen_tensors": len(frozen), "frozen_changed": 0, "task_tensors": len(own),
-                "task_changed": sum(after[k] != self.before.get(k) for k in own)}
 
 
 # -- data ----------------------------------------------------------------------------------------

@@ -19,9 +19,10 @@ from perception.data.readers import SyntheticDataset
 from perception.data.synthetic import SynthConfig, write_dataset
 from perception.models.network import MultiTaskNet
 from perception.training.bundle import load_bundle_into, read_bundle
+from perception.training.freeze import FreezeError, FreezeGuard
 from perception.training.model_file import load_model, save_model
 from perception.training.modes import set_trainable, state_checksums
-from perception.training.trainer import FreezeError, FreezeGuard, TrainConfig, Trainer
+from perception.training.trainer import TrainConfig, Trainer
 
 SIZE = (64, 128)
 
