@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from perception.data.augment import Resize
-from perception.data.sample import sample_focal_px
+from perception.data.sample import sample_focal_px, sample_height_m
 from perception.evaluation.evaluate import normalize_images, open_dataset
 from perception.runtime.default_model import DEFAULT_MODEL
 from perception.training.run_dir import load_model_from
@@ -58,12 +58,12 @@ def _depth_task(model: torch.nn.Module) -> str:
 
 
 def _predict(model: torch.nn.Module, task: str, image: np.ndarray,
-             focal_px: float | None = None) -> np.ndarray:
+             focal_px: float | None = None, height_m: float | None = None) -> np.ndarray:
     x = normalize_images(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0)
     with torch.no_grad():
         raw = model(x)[task]
     slot = model.tasks[task]
-    return slot.kind.postprocess(raw, slot.cfg, focal_px=focal_px)[0].numpy()
+    return slot.kind.postprocess(raw, slot.cfg, focal_px=focal_px, height_m=height_m)[0].numpy()
 
 
 def main() -> int:
@@ -74,6 +74,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-intrinsics", action="store_true",
                    help="ignore the frames' intrinsics (as tadp eval --no-intrinsics)")
+    p.add_argument("--no-mounting", action="store_true",
+                   help="ignore the frames' mounting height (as tadp eval --no-mounting)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     model = load_model_from(a.model).eval()
@@ -90,7 +92,8 @@ def main() -> int:
         if "segmentation" not in s or "depth" not in s:
             raise SystemExit(f"frame {i} of {a.data} lacks segmentation or depth labels")
         focal = None if a.no_intrinsics else sample_focal_px(s, s["image"].shape[0])
-        pred = _predict(model, task, s["image"], focal)
+        z_m = None if a.no_mounting else sample_height_m(s)
+        pred = _predict(model, task, s["image"], focal, z_m)
         gt = s["depth"]
         v = np.isfinite(gt) & (gt > 0) & (gt < max_m)
         p_v, g_v = np.clip(pred[v], 1e-3, max_m), gt[v]

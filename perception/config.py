@@ -127,6 +127,16 @@ class TaskConfig:
     # depth: focal length (px, at the model's input size) of the cameras the metric scale was
     # learned with; frames with known intrinsics are rescaled to their own (tasks/depth.py).
     focal_px: float | None = None
+    # depth: mean mounting height (m) of the training cameras, and the exponent beta of the
+    # height rule: depth is learned at that height and scaled by (height / height_m) ** beta
+    # for a camera whose mounting is known (tasks/depth.py). beta 0 turns the rule off.
+    height_m: float | None = None
+    height_exponent: float = 0.0
+    # depth: learned sub-pixel upsampling. The decoder also predicts, per output pixel, a
+    # subpixel x subpixel block of log-depth residuals added to the bilinear upsampling (pixel
+    # shuffle), so depth edges can be sharper than the decoder's stride. 0: bilinear only;
+    # else the decoder's output stride (4 for "fpn").
+    subpixel: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "class_names", tuple(self.class_names))
@@ -134,6 +144,15 @@ class TaskConfig:
             raise ConfigError(f"task name {self.name!r} must be an identifier (letters, digits, _)")
         if self.focal_px is not None and not self.focal_px > 0:
             raise ConfigError(f"task {self.name!r}: focal_px must be > 0, got {self.focal_px}")
+        if self.height_m is not None and not self.height_m > 0:
+            raise ConfigError(f"task {self.name!r}: height_m must be > 0, got {self.height_m}")
+        if not 0.0 <= self.height_exponent <= 2.0:
+            raise ConfigError(f"task {self.name!r}: height_exponent must be in [0, 2], "
+                              f"got {self.height_exponent}")
+        if self.subpixel not in (0, 2, 4, 8):
+            raise ConfigError(f"task {self.name!r}: subpixel must be 0, 2, 4 or 8, got {self.subpixel}")
+        if self.subpixel and self.kind != "depth":
+            raise ConfigError(f"task {self.name!r}: subpixel is for depth tasks, not {self.kind!r}")
         if self.num_classes is not None and self.num_classes < 1:
             raise ConfigError(f"task {self.name!r}: num_classes must be >= 1")
         if self.class_names and self.num_classes and len(self.class_names) != self.num_classes:

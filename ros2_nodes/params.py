@@ -120,8 +120,10 @@ class MountingParams:
                        "below are ignored")
     x_m: float = _param(0.0, "Camera optical centre, metres forward of the vehicle origin")
     y_m: float = _param(0.0, "Camera optical centre, metres left of the vehicle origin")
-    z_m: float = _param(0.0, "Camera height above the ground, metres; 0 with no file means 'no "
-                        "mounting': lanes/path is not published", min_value=0.0, max_value=20.0)
+    z_m: float = _param(0.0, "Camera height above the ground, metres (depth of a model trained "
+                        "with a height rule scales with it); 0 with no file means 'no mounting': "
+                        "lanes/path is not published and depth keeps the training cameras' "
+                        "height", min_value=0.0, max_value=20.0)
     roll_deg: float = _param(0.0, "Camera roll, degrees", min_value=-180.0, max_value=180.0)
     pitch_deg: float = _param(0.0, "Camera pitch, degrees, positive looks down",
                               min_value=-90.0, max_value=90.0)

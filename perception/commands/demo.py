@@ -1,7 +1,8 @@
 """``tadp demo``: the main job end to end, offline, in under a minute on a laptop CPU.
 
 Makes a short synthetic drive (camera, CameraInfo and exact ground truth, fixed seed), replays it
-through the shipped default model, and writes the output bag and a report::
+through the shipped default model with the drive's camera mounting (as a robot's calibration
+gives it to the node), and writes the output bag and a report::
 
     tadp demo                          # -> tadp_demo/{demo_input.mcap, demo_output.mcap, report/}
     tadp demo --out /tmp/demo --frames 80 --backend onnxruntime
@@ -52,10 +53,10 @@ def _run(args: argparse.Namespace) -> int:
     from perception.commands.replay import build_engine, headline, model_path
     from perception.data.synthetic.bag_writer import write_bag
     from perception.data.synthetic.config import SynthConfig
-    from perception.data.synthetic.sequence import default_workers
+    from perception.data.synthetic.sequence import default_workers, sequence_world
     from perception.errors import ConfigError
     from perception.evaluation.bag_frames import place_storage_file
-    from perception.evaluation.replay import ReplayOptions, replay
+    from perception.evaluation.replay import ReplayOptions, replay, uses_mounting
     from perception.evaluation.report import write_report
 
     if args.frames < 1:
@@ -72,15 +73,20 @@ def _run(args: argparse.Namespace) -> int:
     engine = build_engine(args)
     t_engine = time.perf_counter() - t0
     h, w = engine.input_size
+    config = SynthConfig(height=h, width=w)
     t0 = time.perf_counter()
     place_storage_file(
         lambda bag_dir, _replace: write_bag(
-            bag_dir, args.frames, args.fps, seed=args.seed, config=SynthConfig(height=h, width=w),
+            bag_dir, args.frames, args.fps, seed=args.seed, config=config,
             workers=min(default_workers(), 2), progress=not args.no_progress),
         in_bag, overwrite=True)
     t_synth = time.perf_counter() - t0
+    # The drive's mounting, as a robot's calibration gives it to the node: lanes/path, and
+    # depth of a model that follows the camera's height.
+    mounting = sequence_world(args.seed, args.frames, args.fps, config).mounting
+    mounting = mounting if uses_mounting(engine) else None  # e.g. --tasks segmentation
     result = replay(engine, in_bag, out_bag,
-                    ReplayOptions(overwrite=True, progress=not args.no_progress))
+                    ReplayOptions(overwrite=True, progress=not args.no_progress, mounting=mounting))
     t0 = time.perf_counter()
     write_report(result, report, title=f"tadp demo: {args.frames} synthetic frames",
                  overwrite=True, extra={"command": "tadp demo", "model": str(path),

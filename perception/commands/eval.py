@@ -39,6 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ignore the samples' camera intrinsics: depth keeps the training cameras' "
                         "scale instead of following each frame's focal length (as a node "
                         "without CameraInfo)")
+    p.add_argument("--no-mounting", action="store_true",
+                   help="ignore the samples' camera mounting: depth keeps the training cameras' "
+                        "height instead of following each frame's (as a node without a mounting); "
+                        "only models trained with a height rule (height_exponent > 0) use it")
     p.add_argument("--out", metavar="DIR", help="write DIR/metrics.json and DIR/metrics.md")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -74,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                                   threads=args.threads or 2)
     result = evaluate(model, dataset, tasks=tasks, batch_size=args.batch_size, num_workers=args.workers,
                       bf16=args.bf16, progress=not args.no_progress, engine=engine,
-                      intrinsics=not args.no_intrinsics)
+                      intrinsics=not args.no_intrinsics, mounting=not args.no_mounting)
     title = f"{model.cfg.name} on {args.data} ({result.samples} frames)"
     report = metrics_markdown(result.metrics, title)
     print(report, end="")
@@ -88,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             "tasks": tasks or list(model.tasks), "samples": result.samples,
             "seconds": round(result.seconds, 2), "input_size": list(model.cfg.input_size),
             "unlabelled": result.unlabelled, "intrinsics": not args.no_intrinsics,
+            "mounting": not args.no_mounting,
             "metrics": result.metrics})
         (out / "metrics.md").write_text(report, encoding="utf-8")
         print(f"wrote {out / 'metrics.json'} and {out / 'metrics.md'}")

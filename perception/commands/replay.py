@@ -71,7 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="tasks that also get NS/<task>/color (default segmentation; '' for none)")
     p.add_argument("--mounting", metavar="YAML",
                    help="camera mounting (calibration YAML): enables NS/lanes/path, using the "
-                        "bag's CameraInfo")
+                        "bag's CameraInfo, and depth follows its height (models trained with a "
+                        "height rule), as in the node")
     p.add_argument("--vehicle-frame", default="base_link", help="frame_id of lanes/path")
     p.add_argument("--max-frames", type=int, metavar="N", help="replay the first N frames only")
     p.add_argument("--overwrite", action="store_true",

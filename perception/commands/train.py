@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     from perception.errors import ConfigError
     from perception.models.checkpoint import load_swin_weights
     from perception.models.network import MultiTaskNet
-    from perception.training.focal import record_focal_px
+    from perception.training.camera_reference import record_camera_reference
     from perception.training.model_file import warm_start
     from perception.training.run_dir import load_model_from
     from perception.training.trainer import Trainer
@@ -210,7 +210,8 @@ def run(args: argparse.Namespace) -> int:
                 warm = warm_start(source, model)
                 if info.main:
                     print(f"warm start from {args.init}: {len(warm['kept'])} tensors kept, "
-                          f"{len(warm['new'])} new, {len(warm['dropped'])} dropped")
+                          f"{len(warm['grown'])} grown, {len(warm['new'])} new, "
+                          f"{len(warm['dropped'])} dropped")
         else:
             cfg = load_config(args.config or "tiny")
             if args.input_size:
@@ -227,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
         run_dir = open_run(args, info)
         layout = load_swin_weights(model.encoder, args.swin_weights) if args.swin_weights else None
         train_set, val_set = open_datasets(args)
-        for line in record_focal_px(model, train_set):
+        for line in record_camera_reference(model, train_set):
             if info.main:
                 print(line)
         cfg = model.cfg

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from perception.errors import ConfigError
     from perception.models.network import BASE_GROUP
     from perception.training.bundle import save_bundle
-    from perception.training.focal import record_focal_px
+    from perception.training.camera_reference import record_camera_reference
     from perception.training.freeze import FreezeGuard
     from perception.training.run_dir import load_model_from, write_json
     from perception.training.trainer import Trainer
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         model.add_task(task, own_group=True, sources=sources)
         mode = "full" if args.adapter == "full" else "fusion" if sources else "adapter"
         train_set, val_set = open_datasets(args)
-        for line in record_focal_px(model, train_set, [task.name]):
+        for line in record_camera_reference(model, train_set, [task.name]):
             if info.main:
                 print(line)
         task = model.tasks[task.name].cfg

@@ -44,6 +44,7 @@ __all__ = [
     "DRIVABLE_ALTERNATIVE",
     "validate_sample",
     "sample_focal_px",
+    "sample_height_m",
     "resize_sample",
     "crop_sample",
     "hflip_sample",
@@ -102,6 +103,16 @@ def sample_focal_px(sample: Mapping[str, Any], height: int) -> float | None:
     if K is None:
         return None
     return float(K[1][1]) * height / sample["image"].shape[0]
+
+
+def sample_height_m(sample: Mapping[str, Any]) -> float | None:
+    """The mounting height (m) of a sample's camera above the ground, from
+    ``meta["mounting"]["z_m"]`` (the synthetic world and the calibration files' extrinsics);
+    None when the sample has no mounting."""
+    mounting = (sample.get("meta") or {}).get("mounting")
+    if not mounting or mounting.get("z_m") is None:
+        return None
+    return float(mounting["z_m"])
 
 
 def resize_sample(sample: Mapping[str, Any], height: int, width: int) -> dict[str, Any]:

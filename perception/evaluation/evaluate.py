@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from perception.config import TaskConfig
 from perception.data.augment import Resize
-from perception.data.sample import collate, sample_focal_px
+from perception.data.sample import collate, sample_focal_px, sample_height_m
 from perception.errors import ConfigError, DataError
 from perception.evaluation.metrics import MetricSet
 from perception.runtime.frames import MEAN_RGB, STD_RGB
@@ -149,7 +149,7 @@ class EvalResult:
 def evaluate(model: torch.nn.Module, dataset: Dataset, *, tasks: Sequence[str] | None = None,
              batch_size: int = 4, loss: MultiTaskLoss | None = None, num_workers: int = 0,
              bf16: bool = False, progress: bool = False, desc: str = "eval",
-             engine: Any = None, intrinsics: bool = True) -> EvalResult:
+             engine: Any = None, intrinsics: bool = True, mounting: bool = True) -> EvalResult:
     """Evaluate ``model`` (a :class:`MultiTaskNet`) on raw samples of ``dataset``.
 
     Args:
@@ -158,6 +158,8 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, *, tasks: Sequence[str] |
         bf16: autocast the forward pass to bfloat16 (slower on CPUs without bf16 units).
         intrinsics: metric outputs follow each sample's camera (``meta["K"]``) when it has one,
             as the engine follows its camera (see :func:`score_outputs`).
+        mounting: likewise with each sample's mounting height (``meta["mounting"]``), as the
+            engine follows its mounting.
 
     The model's train/eval flags are restored afterwards, so the trainer can call this mid-run.
     With ``engine`` (a :class:`~perception.runtime.engine.PerceptionEngine` serving ``model``'s
@@ -208,7 +210,8 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, *, tasks: Sequence[str] |
                     for k, v in parts.items():
                         loss_sums[k] = loss_sums.get(k, 0.0) + v * len(originals)
                         loss_counts[k] = loss_counts.get(k, 0) + len(originals)
-                seen |= score_outputs(model, raw, originals, cfgs, metrics, intrinsics=intrinsics)
+                seen |= score_outputs(model, raw, originals, cfgs, metrics, intrinsics=intrinsics,
+                                      mounting=mounting)
                 count += len(originals)
     finally:
         for m, was_training in flags.items():
@@ -221,7 +224,8 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, *, tasks: Sequence[str] |
 
 def score_outputs(model: torch.nn.Module, raw: Mapping[str, torch.Tensor],
                   originals: Sequence[Mapping[str, Any]], cfgs: Sequence[TaskConfig],
-                  metrics: MetricSet, *, intrinsics: bool = True) -> set[str]:
+                  metrics: MetricSet, *, intrinsics: bool = True, mounting: bool = True
+                  ) -> set[str]:
     """Score raw outputs against each sample's labels: resize them to the label's resolution,
     post-process them with the task's kind and feed ``metrics``, one ``update`` per sample.
 
@@ -235,6 +239,8 @@ def score_outputs(model: torch.nn.Module, raw: Mapping[str, torch.Tensor],
         metrics: Accumulates the scores.
         intrinsics: post-process with each sample's focal length (``meta["K"]``) when it has
             one, as the engine does with its camera; False scores the training cameras' scale.
+        mounting: likewise with each sample's mounting height (``meta["mounting"]``), as the
+            engine does with its mounting; False scores the training cameras' height.
 
     Returns:
         The names of the tasks that had a label in at least one sample.
@@ -244,6 +250,7 @@ def score_outputs(model: torch.nn.Module, raw: Mapping[str, torch.Tensor],
     for i, sample in enumerate(originals):
         preds, targets = {}, {}
         focal = sample_focal_px(sample, height) if intrinsics and height else None
+        z_m = sample_height_m(sample) if mounting else None
         for cfg in cfgs:
             key = target_key(cfg)
             if cfg.name not in metrics.tasks or key not in sample:
@@ -252,7 +259,8 @@ def score_outputs(model: torch.nn.Module, raw: Mapping[str, torch.Tensor],
             out = raw[cfg.name][i:i + 1]
             if tuple(out.shape[-2:]) != label.shape:
                 out = F.interpolate(out, size=label.shape, mode="bilinear", align_corners=False)
-            pred = model.tasks[cfg.name].kind.postprocess(out, cfg, focal_px=focal)[0].cpu().numpy()
+            kind = model.tasks[cfg.name].kind
+            pred = kind.postprocess(out, cfg, focal_px=focal, height_m=z_m)[0].cpu().numpy()
             if cfg.kind == "drivable" and sample.get("meta", {}).get("drivable_binary"):
                 pred = np.where(pred == 2, 1, pred).astype(pred.dtype)  # label only knows "drivable"
             preds[cfg.name], targets[cfg.name] = pred, label

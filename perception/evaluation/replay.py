@@ -68,7 +68,7 @@ from perception.evaluation.report import DepthErrorByDistance, OverlayKeeper, fr
 from perception.ros_format.outputs import colorize_output, output_encoding, published_array
 from perception.runtime.frames import resize_output
 
-__all__ = ["ReplayOptions", "FrameRecord", "ReplayResult", "replay", "output_topics",
+__all__ = ["ReplayOptions", "FrameRecord", "ReplayResult", "replay", "output_topics", "uses_mounting",
            "ego_lane_centre", "path_msg"]
 
 _IMAGE = "sensor_msgs/msg/Image"
@@ -245,6 +245,12 @@ def _ahead(frames: Iterator[BagFrame], depth: int, stop: threading.Event) -> Ite
         thread.join(timeout=10.0)
 
 
+def uses_mounting(engine: Any) -> bool:
+    """Whether the engine's outputs depend on a mounting: lanes/path, or depth with a height rule."""
+    cfgs = [engine.model.tasks[n].cfg for n in engine.tasks]
+    return "lanes" in engine.tasks or any(c.kind == "depth" and c.height_exponent > 0 for c in cfgs)
+
+
 class _Sink:
     """Post-processing, scoring and writing of one frame (runs on the writer thread)."""
 
@@ -268,6 +274,8 @@ class _Sink:
         self.records: list[FrameRecord] = []
         self._camera_key: Any = None
         self._net_camera: Any = None
+        # Depth of a model with a height rule follows the mounting, as in the node.
+        self.z_m = None if options.mounting is None else float(options.mounting.z_m)
 
     def _net_camera_for(self, info: Any, size_hw: tuple[int, int]) -> Any:
         """The camera model of the network's pixels, from the frame's CameraInfo (cached)."""
@@ -287,6 +295,8 @@ class _Sink:
         sample = self.gt(index, frame) if self.metrics is not None else None
         scored: dict[str, np.ndarray] = {}
         if sample is not None:
+            if self.z_m is not None:  # scored with the height the outputs are written with
+                sample = {**sample, "meta": {**sample.get("meta", {}), "mounting": {"z_m": self.z_m}}}
             self.seen |= score_outputs(self.engine.model, logits, [sample], self.cfgs, self.metrics)
             row, preds, targets = self.metrics.last
             record.metrics = row
@@ -311,7 +321,7 @@ class _Sink:
             kind, cfg = self.kinds[name]
             raw = scored.get(name)
             if raw is None:  # network resolution
-                raw = kind.postprocess(logits[name], cfg, focal_px=focal)[0].cpu().numpy()
+                raw = kind.postprocess(logits[name], cfg, focal_px=focal, height_m=self.z_m)[0].cpu().numpy()
             raws[name] = raw
             out = published_array(resize_output(raw, size, kind.output_type))
             self.writer.write_message(f"{ns}/{name}", stamp_ns,
@@ -358,9 +368,10 @@ def replay(engine: Any, in_bag: str | Path, out_bag: str | Path,
         raise DataError(f"output bag {out_bag} is the input bag; choose another --out")
     if out_bag.exists() and not options.overwrite:
         raise DataError(f"output {out_bag} exists already; remove it or pass --overwrite")
-    if options.mounting is not None and "lanes" not in engine.tasks:
-        raise ConfigError(f"a mounting was given for lanes/path, but the engine runs no 'lanes' "
-                          f"task (tasks: {engine.tasks})")
+    if options.mounting is not None and not uses_mounting(engine):
+        raise ConfigError(f"a mounting was given, but the engine runs neither 'lanes' (for "
+                          f"lanes/path) nor a depth task trained with a height rule "
+                          f"(tasks: {engine.tasks})")
     state: dict[str, Any] = {}
 
     def build(bag_dir: Path, replace: bool) -> None:

@@ -32,6 +32,8 @@ def upsample(logits: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor
 
 
 class FPNDecoder(nn.Module):
+    out_layer = "head"  # the conv that makes the output channels
+
     def __init__(self, in_dims: tuple[int, ...], channels: int, out_channels: int) -> None:
         super().__init__()
         self.lateral = nn.ModuleList(nn.Conv2d(d, channels, 1) for d in in_dims)
@@ -51,6 +53,8 @@ class FPNDecoder(nn.Module):
 
 
 class HRNetDecoder(nn.Module):
+    out_layer = "last_layer.3"
+
     def __init__(self, in_dims: tuple[int, ...], hr_channels: tuple[int, ...],
                  out_channels: int) -> None:
         super().__init__()

@@ -122,7 +122,7 @@ class MultiTaskNet(nn.Module):
         ``max_depth_m``, ``focal_px``); the head and ``cfg`` both see the new config."""
         if name not in self.tasks:
             raise ConfigError(f"no task {name!r}; tasks: {self.task_names()}")
-        structural = sorted(set(changes) & {"name", "kind", "num_classes", "class_names"})
+        structural = sorted(set(changes) & {"name", "kind", "num_classes", "class_names", "subpixel"})
         if structural:
             raise ConfigError(f"update_task cannot change {structural} of {name!r}: they change "
                               "its tensors; build a new task instead")
@@ -169,9 +169,12 @@ class MultiTaskNet(nn.Module):
         feats, traces = self.encoder(images, trace=self.variant != "none")
         size = (images.shape[-2], images.shape[-1])
         cache: dict[str, list[torch.Tensor]] = {}
-        return {n: self.tasks[n].decoder(self._for_decoder(self._branch(n, feats, traces, cache)),
-                                         size)
-                for n in names}
+        out = {}
+        for n in names:
+            head = self.tasks[n]
+            raw = head.decoder(self._for_decoder(self._branch(n, feats, traces, cache)), None)
+            out[n] = head.kind.upsample(raw, size, head.cfg)
+        return out
 
     def postprocess(self, raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {n: self.tasks[n].kind.postprocess(r, self.tasks[n].cfg) for n, r in raw.items()}

@@ -34,7 +34,6 @@ import numpy as np
 import torch
 
 from perception.errors import BundleError, ConfigError, PerceptionError
-from perception.models.decoders import upsample
 from perception.models.network import MultiTaskNet
 from perception.runtime.backend import Backend, SlotRunner, make_backend
 from perception.runtime.frames import Preprocessor, resize_output
@@ -348,7 +347,7 @@ class PerceptionEngine:
     def _finish(self, task: ActiveTask, out: Any, sizes: list[tuple[int, int]] | None
                 ) -> tuple[torch.Tensor, list[tuple[np.ndarray, np.ndarray]] | None]:
         """A slot's output -> (logits at the input size, post-processed per frame or None)."""
-        logits = upsample(self.backend.to_torch(out), self.input_size)
+        logits = task.kind.upsample(self.backend.to_torch(out), self.input_size, task.cfg)
         return logits, None if sizes is None else self._postprocess(task, logits, sizes)
 
     @property
@@ -359,10 +358,17 @@ class PerceptionEngine:
         camera = self.camera
         return None if camera is None else camera.fy * self.input_size[0] / camera.height
 
+    @property
+    def height_m(self) -> float | None:
+        """The camera's mounting height above the ground (m), None without a mounting: depth of
+        a model trained with a height rule follows it (``perception.tasks.depth``)."""
+        return None if self.mounting is None else float(self.mounting.z_m)
+
     def _postprocess(self, task: ActiveTask, logits: torch.Tensor, sizes: list[tuple[int, int]]
                      ) -> list[tuple[np.ndarray, np.ndarray]]:
         """(prediction at network resolution, at the frame's resolution) per frame."""
-        pred = task.kind.postprocess(logits, task.cfg, focal_px=self.focal_px).cpu().numpy()
+        pred = task.kind.postprocess(logits, task.cfg, focal_px=self.focal_px,
+                                     height_m=self.height_m).cpu().numpy()
         if pred.ndim == 4:  # vector outputs (normals) [B, C, h, w] -> [B, h, w, C]
             pred = np.ascontiguousarray(pred.transpose(0, 2, 3, 1))
         return [(pred[b], resize_output(pred[b], size, task.kind.output_type))

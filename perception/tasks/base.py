@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from perception.config import TaskConfig
 from perception.errors import ConfigError
+from perception.models.decoders import upsample
 
 __all__ = ["TaskKind", "dice_loss"]
 
@@ -35,6 +36,12 @@ class TaskKind(ABC):
             raise ConfigError(f"task {cfg.name!r} ({self.name}) needs num_classes or class_names")
         return n
 
+    def upsample(self, raw: torch.Tensor, size: tuple[int, int] | None, cfg: TaskConfig
+                 ) -> torch.Tensor:
+        """The decoder's output (at its stride) -> raw output at ``size`` (the input's), the
+        network's last step and the engine's after a compiled slot; bilinear by default."""
+        return upsample(raw, size)
+
     def class_names(self, cfg: TaskConfig) -> tuple[str, ...]:
         if cfg.class_names:
             return cfg.class_names
@@ -48,12 +55,14 @@ class TaskKind(ABC):
 
     @abstractmethod
     def postprocess(self, raw: torch.Tensor, cfg: TaskConfig,
-                    focal_px: float | torch.Tensor | None = None) -> torch.Tensor:
+                    focal_px: float | torch.Tensor | None = None,
+                    height_m: float | torch.Tensor | None = None) -> torch.Tensor:
         """Raw output -> what consumers use: class ids [B, H, W] uint8 or depth [B, H, W] metres.
 
         ``focal_px``: the vertical focal length (px) of the camera that took the frame, at the
-        network input (a float, or one per frame [B]); None when unknown. Only metric kinds use
-        it (depth scales with it, see ``perception.tasks.depth``)."""
+        network input (a float, or one per frame [B]); None when unknown. ``height_m``: the
+        camera's mounting height above the ground (m), likewise. Only metric kinds use them
+        (depth scales with both, see ``perception.tasks.depth``)."""
 
     def colorize(self, pred: np.ndarray, cfg: TaskConfig) -> np.ndarray:
         """Post-processed prediction [H, W] -> BGR uint8 [H, W, 3] for overlays."""

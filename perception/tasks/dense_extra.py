@@ -27,7 +27,8 @@ class Saliency(TaskKind):
         return F.binary_cross_entropy_with_logits(raw[:, 0], tgt, weight=weight)
 
     def postprocess(self, raw: torch.Tensor, cfg: TaskConfig,
-                    focal_px: float | torch.Tensor | None = None) -> torch.Tensor:
+                    focal_px: float | torch.Tensor | None = None,
+                    height_m: float | torch.Tensor | None = None) -> torch.Tensor:
         return (raw[:, 0] > 0).to(torch.uint8)
 
 
@@ -45,5 +46,6 @@ class Normals(TaskKind):
         return ((pred - target).abs() * valid).sum() / valid.sum().clamp(min=1)
 
     def postprocess(self, raw: torch.Tensor, cfg: TaskConfig,
-                    focal_px: float | torch.Tensor | None = None) -> torch.Tensor:
+                    focal_px: float | torch.Tensor | None = None,
+                    height_m: float | torch.Tensor | None = None) -> torch.Tensor:
         return F.normalize(raw, dim=1)

@@ -9,6 +9,20 @@ camera that took a frame (``CameraInfo``, a calibration file, a dataset's ``K``)
 by ``focal / focal_px``, the canonical-camera rule of Metric3D (Yin et al. 2023). The vertical
 focal length is the one used: driving depth comes mostly from the ground plane, whose image
 offsets scale with it, and a frame stretched to the network's aspect ratio keeps it right.
+
+The mounting height is the other scale an image hides: the ground, and everything standing on it,
+is seen at depths proportional to the camera's height above it (a ray ``a`` below the horizon
+meets the road at ``h / tan a``). A model trained with ``TaskConfig.height_exponent`` (beta) > 0
+learns depth at its training cameras' mean height ``height_m``, and a camera mounted at ``h``
+(the node's mounting, a dataset's extrinsics) gets depth times ``(h / height_m) ** beta``. beta 1
+is the ground-plane rule; things not on the ground (an object's own size) follow it less, which
+training with the rule leaves to the network.
+
+With ``TaskConfig.subpixel`` = f, the decoder predicts 1 + f*f channels at its stride f: the
+log-depth and an f x f block of residuals per pixel, which ``upsample`` adds to the bilinear
+upsampling of the first (pixel shuffle, Shi et al. 2016). A stride-4 map cannot place an edge
+between its samples: area-averaged exact log-depth at stride 4, upsampled bilinearly, already
+scores AbsRel 0.040 on the synthetic validation frames (0.019 at stride 2).
 """
 from __future__ import annotations
 
@@ -17,6 +31,7 @@ import math
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from perception.config import TaskConfig
 from perception.tasks.base import TaskKind
@@ -40,15 +55,23 @@ def silog_loss(pred_log: torch.Tensor, target_m: torch.Tensor, lam: float = 0.85
     return torch.sqrt((d**2).mean() - lam * d.mean() ** 2 + 1e-8) + 0.1 * d.abs().mean()
 
 
-def camera_scale(cfg: TaskConfig, focal_px: float | torch.Tensor | None
-                 ) -> float | torch.Tensor:
+def _ratio(value: float | torch.Tensor, ref: float, exponent: float = 1.0) -> float | torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return ((value.float() / ref) ** exponent).reshape(-1, 1, 1)
+    return (float(value) / ref) ** exponent
+
+
+def camera_scale(cfg: TaskConfig, focal_px: float | torch.Tensor | None,
+                 height_m: float | torch.Tensor | None = None) -> float | torch.Tensor:
     """The factor from the training cameras' metric scale to this camera's: ``focal_px /
-    cfg.focal_px``, 1 when either is unknown. ``focal_px`` is a float or one value per frame."""
-    if focal_px is None or cfg.focal_px is None:
-        return 1.0
-    if isinstance(focal_px, torch.Tensor):
-        return (focal_px.float() / cfg.focal_px).reshape(-1, 1, 1)
-    return float(focal_px) / cfg.focal_px
+    cfg.focal_px`` times ``(height_m / cfg.height_m) ** cfg.height_exponent``; each factor is 1
+    when either side of it is unknown. Each argument is a float or one value per frame."""
+    scale: float | torch.Tensor = 1.0
+    if focal_px is not None and cfg.focal_px is not None:
+        scale = _ratio(focal_px, cfg.focal_px)
+    if height_m is not None and cfg.height_m is not None and cfg.height_exponent:
+        scale = scale * _ratio(height_m, cfg.height_m, cfg.height_exponent)
+    return scale
 
 
 class Depth(TaskKind):
@@ -57,7 +80,20 @@ class Depth(TaskKind):
     output_type = "metres"
 
     def channels(self, cfg: TaskConfig) -> int:
-        return 1
+        return 1 + cfg.subpixel**2
+
+    def upsample(self, raw: torch.Tensor, size: tuple[int, int] | None, cfg: TaskConfig
+                 ) -> torch.Tensor:
+        """Bilinear log-depth plus, with ``subpixel``, the pixel-shuffled residuals -> [B, 1, *size]."""
+        if size is None:
+            return raw
+        base = F.interpolate(raw[:, :1], size=size, mode="bilinear", align_corners=False)
+        if not cfg.subpixel:
+            return base
+        fine = F.pixel_shuffle(raw[:, 1:], cfg.subpixel)
+        if tuple(fine.shape[-2:]) != tuple(size):  # an input that is not a multiple of the stride
+            fine = F.interpolate(fine, size=size, mode="bilinear", align_corners=False)
+        return base + fine
 
     def class_names(self, cfg: TaskConfig) -> tuple[str, ...]:
         return ("depth_m",)
@@ -66,8 +102,10 @@ class Depth(TaskKind):
         return silog_loss(log_depth(raw), target.float())
 
     def postprocess(self, raw: torch.Tensor, cfg: TaskConfig,
-                    focal_px: float | torch.Tensor | None = None) -> torch.Tensor:
-        return (torch.exp(log_depth(raw)) * camera_scale(cfg, focal_px)).clamp(max=cfg.max_depth_m)
+                    focal_px: float | torch.Tensor | None = None,
+                    height_m: float | torch.Tensor | None = None) -> torch.Tensor:
+        scale = camera_scale(cfg, focal_px, height_m)
+        return (torch.exp(log_depth(raw)) * scale).clamp(max=cfg.max_depth_m)
 
     def colorize(self, pred: np.ndarray, cfg: TaskConfig) -> np.ndarray:
         inv = 1.0 / np.clip(pred, 1.0, cfg.max_depth_m)  # near = bright

@@ -22,7 +22,8 @@ class Drivable(TaskKind):
         return cross_entropy(raw, target)
 
     def postprocess(self, raw: torch.Tensor, cfg: TaskConfig,
-                    focal_px: float | torch.Tensor | None = None) -> torch.Tensor:
+                    focal_px: float | torch.Tensor | None = None,
+                    height_m: float | torch.Tensor | None = None) -> torch.Tensor:
         return argmax_ids(raw)
 
     def colorize(self, pred: np.ndarray, cfg: TaskConfig) -> np.ndarray:

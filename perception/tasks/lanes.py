@@ -33,7 +33,8 @@ class Lanes(TaskKind):
         return focal_dice_loss(raw, target)
 
     def postprocess(self, raw: torch.Tensor, cfg: TaskConfig,
-                    focal_px: float | torch.Tensor | None = None) -> torch.Tensor:
+                    focal_px: float | torch.Tensor | None = None,
+                    height_m: float | torch.Tensor | None = None) -> torch.Tensor:
         return argmax_ids(raw)
 
     def colorize(self, pred: np.ndarray, cfg: TaskConfig) -> np.ndarray:

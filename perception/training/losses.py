@@ -12,6 +12,9 @@ scaled by ``focal_px / f``, ``f`` the focal length its label is consistent with 
 ``fy`` at the batch's resolution, over ``meta["depth_zoom"]`` when a zoom already scaled the
 label). The runtime multiplies by the camera's ``f / focal_px`` again, so the network never has
 to guess the focal length from the image. Samples without ``K`` keep their metric label.
+With a height rule (``TaskConfig.height_exponent`` > 0 and ``height_m``), the label is also
+scaled by ``(height_m / z) ** beta``, ``z`` the sample's mounting height (``meta["mounting"]``);
+samples without one keep that factor at 1.
 
 A task whose label is absent from a batch contributes ``0 * output.sum()``: the graph still
 reaches every trainable parameter, which keeps DistributedDataParallel's gradient reduction
@@ -29,7 +32,7 @@ from perception.config import TaskConfig
 from perception.tasks import kind_of
 from perception.tasks.depth import camera_scale
 
-__all__ = ["MultiTaskLoss", "target_key", "canonical_target", "label_focal_px"]
+__all__ = ["MultiTaskLoss", "target_key", "canonical_target", "label_focal_px", "label_height_m"]
 
 _REGRESSION_KINDS = frozenset({"depth", "normals"})
 
@@ -50,13 +53,28 @@ def label_focal_px(metas: Sequence[Mapping[str, Any] | None], default: float) ->
     return torch.tensor(out, dtype=torch.float32)
 
 
+def label_height_m(metas: Sequence[Mapping[str, Any] | None], default: float) -> torch.Tensor:
+    """Per sample, its camera's mounting height (m); ``default`` (no scaling) without one."""
+    out = []
+    for meta in metas:
+        mounting = (meta or {}).get("mounting") or {}
+        out.append(default if mounting.get("z_m") is None else float(mounting["z_m"]))
+    return torch.tensor(out, dtype=torch.float32)
+
+
 def canonical_target(target: torch.Tensor, cfg: TaskConfig, batch: Mapping[str, Any]
                      ) -> torch.Tensor:
-    """A depth label in the training cameras' focal length (``cfg.focal_px``), see above."""
+    """A depth label in the training cameras' focal length (``cfg.focal_px``) and, with a height
+    rule, at their mean height (``cfg.height_m``), see above."""
     metas = batch.get("meta")
-    if cfg.focal_px is None or not metas:
+    use_height = cfg.height_m is not None and cfg.height_exponent > 0
+    if not metas or (cfg.focal_px is None and not use_height):
         return target
-    scale = camera_scale(cfg, label_focal_px(metas, cfg.focal_px).to(target.device))
+    focal = None if cfg.focal_px is None else label_focal_px(metas, cfg.focal_px)
+    height = label_height_m(metas, cfg.height_m) if use_height else None
+    scale = camera_scale(cfg, focal, height)
+    if isinstance(scale, torch.Tensor):
+        scale = scale.to(target.device)
     return target / scale  # invalid pixels stay 0
 
 

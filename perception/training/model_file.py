@@ -134,6 +134,10 @@ def warm_start(source: MultiTaskNet, model: MultiTaskNet) -> dict[str, list[str]
     ``model`` (e.g. continuing a trained model with a changed architecture setting). Returns the
     names ``kept``, ``new`` (left at their initialisation) and ``dropped`` (only in ``source``).
 
+    A decoder's output layer that grew channels (depth's ``subpixel``) is ``grown``: the old
+    channels are copied and the new ones start at zero, so the model starts out predicting
+    exactly what the source did.
+
     Raises:
         ConfigError: nothing fits, or the models' task lists differ (a changed architecture,
             not a different model, is what this is for).
@@ -145,9 +149,15 @@ def warm_start(source: MultiTaskNet, model: MultiTaskNet) -> dict[str, list[str]
     kept = [k for k, v in dst.items() if k in src and src[k].shape == v.shape]
     if not kept:
         raise ConfigError("warm start: no tensor of the source model fits the new one")
+    outputs = tuple(f"tasks.{n}.decoder.{h.decoder.out_layer}." for n, h in model.tasks.items())
+    grown = [k for k, v in dst.items() if k.startswith(outputs) and k in src and k not in kept
+             and src[k].shape[1:] == v.shape[1:] and src[k].shape[0] < v.shape[0]]
     with torch.no_grad():
         for k in kept:
             dst[k].copy_(src[k])
-    fits = set(kept)
-    return {"kept": kept, "new": [k for k in dst if k not in fits],
+        for k in grown:
+            dst[k].zero_()
+            dst[k][: src[k].shape[0]].copy_(src[k])
+    fits = set(kept) | set(grown)
+    return {"kept": kept, "grown": grown, "new": [k for k in dst if k not in fits],
             "dropped": [k for k in src if k not in fits]}

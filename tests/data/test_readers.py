@@ -40,7 +40,26 @@ def test_kitti_lidar_gives_documented_sparse_depth(real_data: Path) -> None:
     assert 18000 < valid.size <= 18630  # a few points share a pixel
     assert 4.75 < valid.min() < 4.8 and 76.7 < valid.max() < 76.75
     assert sample["meta"]["K"][0][0] == pytest.approx(721.5377)
+    assert sample["meta"]["mounting"] == {"z_m": 1.65}
     assert {o["type"] for o in sample["meta"]["objects"]} >= {"Car"}
+
+
+def test_kitti_camera_height_is_that_of_the_road_in_the_scan(real_data: Path) -> None:
+    """The 1.65 m the reader gives as the camera's mounting height is where the scan's road
+    lies: the densest 2 cm band of points below the camera, 3-30 m ahead, in the rectified
+    camera frame (y down)."""
+    from perception.data.readers.kitti import CAMERA_HEIGHT_M, read_kitti_calib, read_velodyne
+
+    root = real_data / "kitti_object_vis/data/object/training"
+    calib = read_kitti_calib(root / "calib/000001.txt")
+    pts = read_velodyne(root / "velodyne/000001.bin")[:, :3]
+    cam = (np.asarray(calib["R0_rect"]).reshape(3, 3)
+           @ (np.asarray(calib["Tr_velo_to_cam"]).reshape(3, 4) @ np.c_[pts, np.ones(len(pts))].T)).T
+    ahead = cam[(cam[:, 2] > 3) & (cam[:, 2] < 30) & (np.abs(cam[:, 0]) < 6)]
+    below = ahead[(ahead[:, 1] > 1.0) & (ahead[:, 1] < 2.2), 1]
+    counts, edges = np.histogram(below, bins=60)
+    road_y = 0.5 * (edges[counts.argmax()] + edges[counts.argmax() + 1])
+    assert counts.max() > 1000 and abs(road_y - CAMERA_HEIGHT_M) < 0.02
 
 
 def test_cityscapes_label_ids_match_train_ids(real_data: Path) -> None:

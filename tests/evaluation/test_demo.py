@@ -34,14 +34,15 @@ def test_demo_with_model(replay_world: ReplayWorld, tmp_path: Path, capsys, one_
     assert tadp(argv) == 0
     text = capsys.readouterr().out
     for needle in (f"input bag:  {out / 'demo_input.mcap'} (6 frames 128x64 at 10 Hz, seed 7",
-                   f"output bag: {out / 'demo_output.mcap'} (5 topics",
+                   f"output bag: {out / 'demo_output.mcap'} (6 topics",
                    f"report:     {out / 'report' / 'report.md'}", "metrics: segmentation/miou",
                    "done in"):
         assert needle in text, text
     assert sorted(p.name for p in out.iterdir()) == ["demo_input.mcap", "demo_output.mcap", "report"]
     ts = get_typestore(Stores.ROS2_HUMBLE)
     with AnyReader([out / "demo_output.mcap"], default_typestore=ts) as reader:
-        assert reader.message_count == 6 * 5
+        assert reader.message_count == 6 * 6  # lanes/path too: the drive's mounting is given
+        assert reader.topics["/perception/lanes/path"].msgtype == "nav_msgs/msg/Path"
     with AnyReader([out / "demo_input.mcap"], default_typestore=ts) as reader:
         assert {"/camera/image_raw", "/camera/camera_info", "/gt/segmentation", "/gt/depth",
                 "/gt/drivable", "/gt/lanes", "/gt/corridor"} == set(reader.topics)

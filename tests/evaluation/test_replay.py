@@ -17,7 +17,7 @@ from test_replay_world import FRAMES, SIZE, ReplayWorld
 from calibration.camera import Mounting
 from calibration.io import camera_info_from_msg
 from perception.data.readers import SyntheticDataset
-from perception.errors import DataError
+from perception.errors import ConfigError, DataError
 from perception.evaluation.bag_frames import bag_samples
 from perception.evaluation.bag_io import open_camera_bag, stamp_to_ns
 from perception.evaluation.evaluate import evaluate
@@ -152,6 +152,40 @@ def test_compressed_camera_and_lanes_path(replay_world: ReplayWorld, engine, tmp
             assert q.x == q.y == 0.0 and abs(q.z**2 + q.w**2 - 1) < 1e-9
     # JPEG frames: scored against the exact ground truth all the same.
     assert result.metrics["segmentation/miou"] is not None
+
+
+def test_depth_follows_the_mounting_height(replay_world: ReplayWorld, tmp_path: Path,
+                                          one_thread) -> None:
+    """A mounting also serves depth of a model trained with a height rule: written and scored
+    depth are scaled by z_m / height_m (beta 1), with no lanes task needed. A mounting that
+    nothing uses is refused before any output exists."""
+    def depth_engine(rule: bool) -> PerceptionEngine:
+        model = load_model(replay_world.model)
+        model.update_task("depth", height_m=1.2, height_exponent=1.0 if rule else 0.0)
+        return PerceptionEngine(model, "torch", tasks=["depth"], threads=1)
+
+    def depths(path: Path) -> list[np.ndarray]:
+        return [np.frombuffer(msg.data, np.float32) for topic, _, _, msg in read_bag(path)
+                if topic == "/perception/depth"]
+
+    engine = depth_engine(rule=True)
+    mounting = Mounting(x_m=1.5, y_m=0.0, z_m=1.8, roll_rad=0.0, pitch_rad=0.0, yaw_rad=0.0)
+    plain = replay(engine, replay_world.bags["mcap"], tmp_path / "plain.mcap",
+                   ReplayOptions(max_frames=2, color_tasks=()))
+    high = replay(engine, replay_world.bags["mcap"], tmp_path / "high.mcap",
+                  ReplayOptions(max_frames=2, color_tasks=(), mounting=mounting))
+    pairs = list(zip(depths(tmp_path / "plain.mcap"), depths(tmp_path / "high.mcap"), strict=True))
+    assert len(pairs) == 2
+    max_m = engine.model.cfg.task("depth").max_depth_m
+    for a, b in pairs:
+        inside = a * 1.5 < 0.99 * max_m
+        assert inside.mean() > 0.5
+        np.testing.assert_allclose(b[inside], a[inside] * 1.5, rtol=1e-5)
+    assert high.metrics["depth/abs_rel"] != plain.metrics["depth/abs_rel"]
+    with pytest.raises(ConfigError, match="a mounting was given, but the engine runs neither 'lanes'"):
+        replay(depth_engine(rule=False), replay_world.bags["mcap"], tmp_path / "none.mcap",
+               ReplayOptions(max_frames=2, mounting=mounting))
+    assert not (tmp_path / "none.mcap").exists()
 
 
 def test_ground_truth_from_a_dataset(replay_world: ReplayWorld, engine, tmp_path: Path,

@@ -215,6 +215,27 @@ def test_depth_follows_the_engines_camera(cache_dir, frames) -> None:
         assert np.array_equal(seen.outputs[name], plain.outputs[name]), name
 
 
+def test_depth_follows_the_engines_mounting_height(cache_dir, frames) -> None:
+    """With a mounting (the node's ``mounting.*``), depth of a model trained with a height rule
+    is scaled by ``(z_m / height_m) ** height_exponent``; other tasks do not change."""
+    from calibration.camera import Mounting
+
+    model = make_model()
+    model.update_task("depth", height_m=1.2, height_exponent=1.0)
+    engine = PerceptionEngine(model, "torch", cache_dir=cache_dir, threads=1)
+    assert engine.height_m is None
+    plain = engine.infer(frames[0])
+    engine.mounting = Mounting(x_m=1.5, y_m=0.0, z_m=1.8, roll_rad=0.0, pitch_rad=0.0, yaw_rad=0.0)
+    assert engine.height_m == 1.8
+    seen = engine.infer(frames[0])
+    depth = plain.outputs["depth"]
+    inside = depth * 1.5 < 0.99 * model.cfg.task("depth").max_depth_m
+    assert inside.mean() > 0.5
+    np.testing.assert_allclose(seen.outputs["depth"][inside], depth[inside] * 1.5, rtol=1e-5)
+    for name in ("segmentation", "drivable", "lanes"):
+        assert np.array_equal(seen.outputs[name], plain.outputs[name]), name
+
+
 def test_bad_frames(engines) -> None:
     eng = engines["torch"]
     with pytest.raises(InputError, match="uint8"):

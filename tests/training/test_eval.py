@@ -110,6 +110,30 @@ def test_depth_follows_each_samples_camera() -> None:
     assert abs_rel(_oracle_samples()) == pytest.approx(0.0, abs=1e-6)  # no K: nothing to follow
 
 
+def test_depth_follows_each_samples_mounting_height() -> None:
+    """With a height rule and ``meta["mounting"]``, depth is scored for the sample's own
+    mounting: exact at the model's ``height_m``, 1.5x too far for a camera mounted 1.5x higher
+    (AbsRel 0.5, on top of the focal length's rule); ``mounting=False`` scores the training
+    cameras' height."""
+    model = MultiTaskNet(load_config("tiny").replace(input_size=list(SIZE)))
+    model.update_task("depth", height_m=1.2, height_exponent=1.0)
+    model.forward = _oracle_forward  # type: ignore[method-assign]
+
+    def at(z_m: float) -> list[dict]:
+        samples = _oracle_samples()
+        for s in samples:
+            s["meta"]["mounting"] = {"x_m": 1.0, "y_m": 0.0, "z_m": z_m}
+        return samples
+
+    def abs_rel(samples: list[dict], **kw) -> float:
+        return evaluate(model, samples, batch_size=4, tasks=["depth"], **kw).metrics["depth/abs_rel"]
+
+    assert abs_rel(at(1.2)) == pytest.approx(0.0, abs=1e-6)
+    assert abs_rel(at(1.8)) == pytest.approx(0.5, abs=1e-6)
+    assert abs_rel(at(1.8), mounting=False) == pytest.approx(0.0, abs=1e-6)
+    assert abs_rel(_oracle_samples()) == pytest.approx(0.0, abs=1e-6)  # no mounting: nothing to follow
+
+
 def test_cli_eval_writes_json_and_markdown(saved: dict[str, Path], tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "report"

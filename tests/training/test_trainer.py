@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -31,7 +32,7 @@ from perception.data.synthetic import SynthConfig, write_dataset
 from perception.errors import ConfigError, DataError
 from perception.models.network import MultiTaskNet
 from perception.training.losses import MultiTaskLoss
-from perception.training.model_file import load_model
+from perception.training.model_file import load_model, warm_start
 from perception.training.run_dir import RunDir, load_model_from
 from perception.training.trainer import TrainConfig, Trainer, lr_factor
 
@@ -125,12 +126,16 @@ def test_cli_train_and_resume(data: dict[str, Path], tmp_path: Path) -> None:
     assert load_model_from(out).cfg.adapter.dropout == 0.0
 
 
-def test_training_records_the_cameras_focal_length(data: dict[str, Path], tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    """``tadp train`` records the training cameras' focal length with the depth task (the scale
-    depth is learned at); a continued model keeps its own; data without intrinsics leave it
-    unset and say so."""
-    from perception.training.focal import measure_focal_px, record_focal_px
+def test_training_records_the_cameras_focal_length_and_height(
+        data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``tadp train`` records the training cameras' focal length and mounting height with the
+    depth task (the scale depth is learned at); a continued model keeps its own; data without
+    intrinsics leave them unset and say so."""
+    from perception.training.camera_reference import (
+        measure_focal_px,
+        measure_height_m,
+        record_camera_reference,
+    )
 
     out = tmp_path / "run"
     assert tadp(["train", "--config", "tiny", "--input-size", "64x128", "--train", str(data["small"]),
@@ -138,18 +143,24 @@ def test_training_records_the_cameras_focal_length(data: dict[str, Path], tmp_pa
                  "--no-progress", "--out", str(out)]) == 0
     focal, frames = measure_focal_px(SyntheticDataset(data["small"]), 64)
     assert frames == 8 and 0.3 * 64 < focal < 3 * 64  # about the synthetic cameras' 75-95 deg FOV
-    assert f"depth: training cameras' focal length {focal:.2f} px at 64x128 (8 frames)" in \
-        capsys.readouterr().out
+    height, frames = measure_height_m(SyntheticDataset(data["small"]))
+    assert frames == 8 and 1.2 <= height <= 1.7  # the synthetic mountings' range
+    log = capsys.readouterr().out
+    assert f"depth: training cameras' focal length {focal:.2f} px at 64x128 (8 frames)" in log
+    assert f"depth: training cameras' mounting height {height:.3f} m (8 frames)" in log
     assert load_model_from(out).cfg.task("depth").focal_px == round(focal, 2)
     assert yaml_task(out / "model.yaml")["focal_px"] == round(focal, 2)
+    assert yaml_task(out / "model.yaml")["height_m"] == round(height, 3)
     start = load_model_from(out)
-    start.update_task("depth", focal_px=123.0)
-    assert record_focal_px(start, SyntheticDataset(data["small"])) == []  # learned at 123 px
-    assert start.cfg.task("depth").focal_px == 123.0
+    start.update_task("depth", focal_px=123.0, height_m=1.5)
+    assert record_camera_reference(start, SyntheticDataset(data["small"])) == []  # learned there
+    assert start.cfg.task("depth").focal_px == 123.0 and start.cfg.task("depth").height_m == 1.5
     bare = _model()
+    bare.update_task("depth", height_exponent=1.0)
     no_k = [{k: v for k, v in SyntheticDataset(data["small"])[0].items() if k != "meta"}]
-    assert "carry no intrinsics" in record_focal_px(bare, no_k)[0]
-    assert bare.cfg.task("depth").focal_px is None
+    lines = record_camera_reference(bare, no_k)
+    assert "carry no intrinsics" in lines[0] and "carry no mounting" in lines[1]
+    assert bare.cfg.task("depth").focal_px is None and bare.cfg.task("depth").height_m is None
     with pytest.raises(ConfigError, match=r"cannot change \['kind'\] of 'depth'"):
         bare.update_task("depth", kind="segmentation")
 
@@ -309,6 +320,24 @@ def test_cli_init_continues_a_saved_model(data: dict[str, Path], tmp_path: Path,
     record = json.loads((tmp_path / "w" / "train.json").read_text())
     assert record["set"] == ["adapter.first_task_stage=1"]
     assert "groups.base.dtf.0.fc1.filter_std" in record["warm_start"]["dropped"]
+    # Depth's sub-pixel head grows its output layer: old channels copied, new ones zero, so the
+    # continued model starts out predicting what its source did (to float rounding).
+    plain = start.cfg.replace(tasks=[{**asdict(t), "subpixel": 0} for t in start.cfg.tasks])
+    source, grown = MultiTaskNet(plain).eval(), MultiTaskNet(start.cfg).eval()
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    report = warm_start(source, grown)
+    assert report["grown"] == ["tasks.depth.decoder.head.weight", "tasks.depth.decoder.head.bias"]
+    assert report["new"] == [] and report["dropped"] == []
+    assert grown.state_dict()["tasks.depth.decoder.head.weight"].shape[0] == 17
+    x = torch.randn(1, 3, 64, 128)
+    with torch.no_grad():
+        a, b = source(x), grown(x)
+    assert all(torch.allclose(a[n], b[n], rtol=0, atol=1e-6) for n in a)  # a wider conv rounds
+    with pytest.raises(ConfigError, match=r"cannot change \['subpixel'\] of 'depth'"):
+        grown.update_task("depth", subpixel=0)
     assert tadp([*common, "--set", "adapter.nope=1", "--out", str(tmp_path / "x")]) == 2
     assert "nope" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
@@ -433,6 +462,25 @@ def test_depth_is_learned_in_the_training_cameras_focal_length() -> None:
     _, parts = loss({"depth": raw}, {"depth": target[:1], "meta": metas[:1]})
     assert parts["depth"] == pytest.approx(0.0, abs=1e-3)
     assert parts["depth"] < silog_loss(torch.log(torch.full((1, 2, 3), 5.0)), target[:1]).item()
+
+
+def test_depth_is_learned_at_the_training_cameras_height() -> None:
+    """With a height rule (``height_exponent`` > 0, ``height_m`` recorded), a label is also
+    scaled by (height_m / z) ** beta, z its mounting height; samples without a mounting, or a
+    model without the rule, keep that factor at 1. Focal length and height combine."""
+    from perception.training.losses import canonical_target
+
+    cfg = TaskConfig("depth", "depth", focal_px=100.0, height_m=1.5, height_exponent=1.0)
+    target = torch.full((4, 2, 3), 12.0)
+    K = [[100.0, 0, 1], [0, 100.0, 1], [0, 0, 1]]
+    metas = [{"K": K, "mounting": {"z_m": 1.2}}, {"mounting": {"z_m": 1.8}},
+             {"K": [[200.0, 0, 1], [0, 200.0, 1], [0, 0, 1]], "mounting": {"z_m": 1.5}}, {"K": K}]
+    out = canonical_target(target, cfg, {"depth": target, "meta": metas})
+    assert out[:, 1, 1].tolist() == pytest.approx([15.0, 10.0, 6.0, 12.0])
+    half = TaskConfig("depth", "depth", height_m=1.5, height_exponent=0.5)
+    assert canonical_target(target, half, {"meta": [{"mounting": {"z_m": 6.0}}] * 4})[0, 0, 0] == 6.0
+    off = TaskConfig("depth", "depth", height_m=1.5)  # recorded, but no rule
+    assert torch.equal(canonical_target(target, off, {"depth": target, "meta": metas}), target)
 
 
 # -- augmentation ----------------------------------------------------------------------------

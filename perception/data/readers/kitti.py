@@ -2,7 +2,9 @@
 
 Points go through ``P2 @ R0_rect @ Tr_velo_to_cam``; depth is the z of the rectified camera
 frame (metres). Where several points land on one pixel the nearest wins. ``label_2`` boxes, when
-present, are passed in ``meta["objects"]``.
+present, are passed in ``meta["objects"]``. The recording car's cameras sit 1.65 m above the
+ground (Geiger et al., "Vision meets Robotics: The KITTI Dataset", IJRR 2013, sensor setup), the
+height ``meta["mounting"]`` gives, for depth models that follow the mounting height.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from perception.errors import DataError
 __all__ = ["KittiDepthDataset", "read_kitti_calib", "read_velodyne", "lidar_depth", "read_kitti_objects"]
 
 _NEEDED = ("P2", "R0_rect", "Tr_velo_to_cam")
+CAMERA_HEIGHT_M = 1.65  # the KITTI rig's camera height above the ground
 
 
 def read_kitti_calib(path: str | Path) -> dict[str, np.ndarray]:
@@ -105,7 +108,8 @@ class KittiDepthDataset(SampleDataset):
     """Frames of a KITTI object ``training`` folder that have a Velodyne scan.
 
     Samples: ``image`` (``image_2``), ``depth`` (sparse, metres) and ``meta`` with ``K`` (from
-    ``P2``), ``lidar_points`` (points in view) and ``objects`` (from ``label_2`` if present).
+    ``P2``), ``mounting`` (the rig's camera height, ``z_m``), ``lidar_points`` (points in view)
+    and ``objects`` (from ``label_2`` if present).
 
     Raises:
         DataError: missing folders or no frame with image, calib and scan.
@@ -133,7 +137,7 @@ class KittiDepthDataset(SampleDataset):
         calib = read_kitti_calib(record["calib"])
         depth, count = lidar_depth(read_velodyne(record["scan"]), calib, *image.shape[:2])
         meta: dict[str, Any] = {"source": self.source, "id": record["id"], "K": calib["P2"][:, :3].tolist(),
-                                "lidar_points": count}
+                                "mounting": {"z_m": CAMERA_HEIGHT_M}, "lidar_points": count}
         if record["label"] is not None:
             meta["objects"] = read_kitti_objects(record["label"])
         return {"image": image, "depth": depth, "meta": meta}

@@ -59,6 +59,14 @@ def _world(seed: int, world_index: int, duration_s: float, speed_mps: float | No
     return generate_world(_world_seed(seed, world_index), config, duration_s=duration_s, speed_mps=speed_mps)
 
 
+def sequence_world(seed: int, frames: int, fps: float, config: SynthConfig,
+                   speed_mps: float | None = None) -> World:
+    """The world :func:`sequence_jobs` drives through with the same arguments (its camera and
+    mounting are what a robot's calibration would give the node)."""
+    job = sequence_jobs(seed, frames, fps, config, speed_mps)[0]
+    return _world(job.seed, job.world_index, job.duration_s, job.speed_mps, job.config)
+
+
 def render_job(job: FrameJob) -> Frame:
     with single_threaded_blas():
         world = _world(job.seed, job.world_index, job.duration_s, job.speed_mps, job.config)
