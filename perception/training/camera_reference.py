@@ -52,32 +52,26 @@ def record_camera_reference(model: MultiTaskNet, dataset: Any,
     """Set ``focal_px`` and ``height_m`` of the model's depth tasks (``tasks``, default all) that
     have none, from ``dataset``; returns one line per task and value for the log."""
     depth = [n for n in (tasks or model.task_names()) if model.tasks[n].cfg.kind == "depth"]
+    h, w = tuple(model.cfg.input_size)
+    refs = (  # field, digits, measure, what it is, what the samples lack
+        ("focal_px", 2, lambda: measure_focal_px(dataset, h),
+         lambda v: f"focal length {v:.2f} px at {h}x{w}", "no intrinsics (meta K)"),
+        ("height_m", 3, lambda: measure_height_m(dataset),
+         lambda v: f"mounting height {v:.3f} m", "no mounting (meta mounting)"),
+    )
     lines: list[str] = []
-    names = [n for n in depth if model.tasks[n].cfg.focal_px is None]
-    if names:
-        size = tuple(model.cfg.input_size)
-        measured = measure_focal_px(dataset, size[0])
+    for field, digits, measure, what, lack in refs:
+        names = [n for n in depth if getattr(model.tasks[n].cfg, field) is None]
+        measured = measure() if names else None
         if measured is None:
-            lines += [f"{n}: the training samples carry no intrinsics (meta K); focal_px stays "
-                      "unset, so depth will not follow the camera's focal length" for n in names]
-        else:
-            focal, frames = measured
-            for n in names:
-                model.update_task(n, focal_px=round(focal, 2))
-            lines += [f"{n}: training cameras' focal length {focal:.2f} px at {size[0]}x{size[1]} "
-                      f"({frames} frames) -> focal_px" for n in names]
-    names = [n for n in depth if model.tasks[n].cfg.height_m is None]
-    if names:
-        measured = measure_height_m(dataset)
-        if measured is None:
-            rule = [n for n in names if model.tasks[n].cfg.height_exponent > 0]
-            lines += [f"{n}: the training samples carry no mounting (meta mounting); height_m "
-                      "stays unset, so depth will not follow the camera's height" for n in rule]
-        else:
-            height, frames = measured
-            for n in names:
-                model.update_task(n, height_m=round(height, 3))
-            lines += [f"{n}: training cameras' mounting height {height:.3f} m ({frames} frames) "
-                      f"-> height_m (height_exponent {model.tasks[n].cfg.height_exponent:g})"
-                      for n in names]
+            # Unset is only worth a line where it matters: focal always, height with its rule.
+            lines += [f"{n}: the training samples carry {lack}; {field} stays unset, so depth "
+                      f"keeps the training cameras' scale" for n in names
+                      if field == "focal_px" or model.tasks[n].cfg.height_exponent > 0]
+            continue
+        value, frames = measured
+        for n in names:
+            model.update_task(n, **{field: round(value, digits)})
+        lines += [f"{n}: training cameras' {what(value)} ({frames} frames) -> {field}"
+                  for n in names]
     return lines

@@ -87,51 +87,37 @@ def test_an_oracle_scores_perfectly_at_label_resolution() -> None:
     assert result.losses["segmentation"] < 1e-6 and set(result.losses) == {*model.tasks, "loss"}
 
 
-def test_depth_follows_each_samples_camera() -> None:
-    """With ``meta["K"]``, depth is scored for the sample's own camera: the oracle is exact for
-    cameras at the model's ``focal_px`` and 1.5x too far for a lens 1.5x longer (AbsRel 0.5);
-    ``intrinsics=False`` scores the training cameras' scale."""
+def _camera_at(x: float) -> list:  # labels are 128 rows, the input 64: fy/2 at the input
+    return [[x, 0.0, 127.5], [0.0, x, 63.5], [0.0, 0.0, 1.0]]
+
+
+@pytest.mark.parametrize(("setting", "key", "meta", "exact", "longer", "flag"), [
+    ({"focal_px": 100.0}, "K", _camera_at, 200.0, 300.0, "intrinsics"),
+    ({"height_m": 1.2, "height_exponent": 1.0}, "mounting",
+     lambda z: {"x_m": 1.0, "y_m": 0.0, "z_m": z}, 1.2, 1.8, "mounting"),
+], ids=["focal_length", "mounting_height"])
+def test_depth_follows_each_samples_camera(setting, key, meta, exact, longer, flag) -> None:
+    """With ``meta["K"]`` (``meta["mounting"]`` for a model with a height rule), depth is scored
+    for the sample's own camera: the oracle is exact for a camera at the model's reference and
+    1.5x too far for a lens 1.5x longer (a camera mounted 1.5x higher): AbsRel 0.5.
+    ``intrinsics=False`` (``mounting=False``) scores the training cameras' scale."""
     model = MultiTaskNet(load_config("tiny").replace(input_size=list(SIZE)))
-    model.update_task("depth", focal_px=100.0)
+    model.update_task("depth", **setting)
     model.forward = _oracle_forward  # type: ignore[method-assign]
 
-    def with_fy(fy: float) -> list[dict]:  # labels are 128 rows, the input 64: fy/2 at the input
+    def at(value: float) -> list[dict]:
         samples = _oracle_samples()
         for s in samples:
-            s["meta"]["K"] = [[fy, 0.0, 127.5], [0.0, fy, 63.5], [0.0, 0.0, 1.0]]
+            s["meta"][key] = meta(value)
         return samples
 
     def abs_rel(samples: list[dict], **kw) -> float:
         return evaluate(model, samples, batch_size=4, tasks=["depth"], **kw).metrics["depth/abs_rel"]
 
-    assert abs_rel(with_fy(200.0)) == pytest.approx(0.0, abs=1e-6)
-    assert abs_rel(with_fy(300.0)) == pytest.approx(0.5, abs=1e-6)
-    assert abs_rel(with_fy(300.0), intrinsics=False) == pytest.approx(0.0, abs=1e-6)
-    assert abs_rel(_oracle_samples()) == pytest.approx(0.0, abs=1e-6)  # no K: nothing to follow
-
-
-def test_depth_follows_each_samples_mounting_height() -> None:
-    """With a height rule and ``meta["mounting"]``, depth is scored for the sample's own
-    mounting: exact at the model's ``height_m``, 1.5x too far for a camera mounted 1.5x higher
-    (AbsRel 0.5, on top of the focal length's rule); ``mounting=False`` scores the training
-    cameras' height."""
-    model = MultiTaskNet(load_config("tiny").replace(input_size=list(SIZE)))
-    model.update_task("depth", height_m=1.2, height_exponent=1.0)
-    model.forward = _oracle_forward  # type: ignore[method-assign]
-
-    def at(z_m: float) -> list[dict]:
-        samples = _oracle_samples()
-        for s in samples:
-            s["meta"]["mounting"] = {"x_m": 1.0, "y_m": 0.0, "z_m": z_m}
-        return samples
-
-    def abs_rel(samples: list[dict], **kw) -> float:
-        return evaluate(model, samples, batch_size=4, tasks=["depth"], **kw).metrics["depth/abs_rel"]
-
-    assert abs_rel(at(1.2)) == pytest.approx(0.0, abs=1e-6)
-    assert abs_rel(at(1.8)) == pytest.approx(0.5, abs=1e-6)
-    assert abs_rel(at(1.8), mounting=False) == pytest.approx(0.0, abs=1e-6)
-    assert abs_rel(_oracle_samples()) == pytest.approx(0.0, abs=1e-6)  # no mounting: nothing to follow
+    assert abs_rel(at(exact)) == pytest.approx(0.0, abs=1e-6)
+    assert abs_rel(at(longer)) == pytest.approx(0.5, abs=1e-6)
+    assert abs_rel(at(longer), **{flag: False}) == pytest.approx(0.0, abs=1e-6)
+    assert abs_rel(_oracle_samples()) == pytest.approx(0.0, abs=1e-6)  # nothing to follow
 
 
 def test_cli_eval_writes_json_and_markdown(saved: dict[str, Path], tmp_path: Path,
