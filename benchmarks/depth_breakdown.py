@@ -92,8 +92,8 @@ def main() -> int:
         if "segmentation" not in s or "depth" not in s:
             raise SystemExit(f"frame {i} of {a.data} lacks segmentation or depth labels")
         focal = None if a.no_intrinsics else sample_focal_px(s, s["image"].shape[0])
-        z_m = None if a.no_mounting else sample_height_m(s)
-        pred = _predict(model, task, s["image"], focal, z_m)
+        known = sample_height_m(s)
+        pred = _predict(model, task, s["image"], focal, None if a.no_mounting else known)
         gt = s["depth"]
         v = np.isfinite(gt) & (gt > 0) & (gt < max_m)
         p_v, g_v = np.clip(pred[v], 1e-3, max_m), gt[v]
@@ -104,7 +104,7 @@ def main() -> int:
         k = np.median(g_v / p_v)
         scaled.append(np.abs(np.clip(k * p_v, 1e-3, max_m) - g_v) / g_v)
         log_k.append(np.log(k))
-        height.append(((s.get("meta") or {}).get("mounting") or {}).get("z_m", np.nan))
+        height.append(np.nan if known is None else known)
     r, c, g, e = (np.concatenate(x) for x in (rel, cls, gts, edge))
     total = r.sum()
 

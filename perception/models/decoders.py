@@ -1,5 +1,6 @@
 """Per-task dense decoders over four encoder stages. Inputs NHWC (as the encoder), outputs NCHW
-logits at the input resolution.
+raw outputs at the decoder's stride; the task kind upsamples them to the input
+(``TaskKind.upsample``), in the network and after a compiled slot alike.
 
 - :class:`FPNDecoder`: light top-down head on the pre-merging stage features (strides 4/8/16/32),
   output stride 4 so thin lane lines survive.
@@ -15,20 +16,11 @@ from torch import nn
 
 from perception.config import DecoderConfig
 
-__all__ = ["FPNDecoder", "HRNetDecoder", "build_decoder", "upsample"]
+__all__ = ["FPNDecoder", "HRNetDecoder", "build_decoder"]
 
 
 def _nchw(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 3, 1, 2)
-
-
-def upsample(logits: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
-    """The decoders' last step, bilinear to the input size. ``size=None`` skips it: compiled
-    slots end at the decoder's resolution and the runtime upsamples in the slot worker, next to
-    that task's post-processing (about the same cost as ORT's Resize, ~2 ms at one thread)."""
-    if size is None:
-        return logits
-    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
 class FPNDecoder(nn.Module):
@@ -44,12 +36,12 @@ class FPNDecoder(nn.Module):
         )
         self.head = nn.Conv2d(channels, out_channels, 1)
 
-    def forward(self, feats: list[torch.Tensor], size: tuple[int, int] | None) -> torch.Tensor:
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         x = self.lateral[-1](_nchw(feats[-1]))
         for lat, f in zip(reversed(self.lateral[:-1]), reversed(feats[:-1]), strict=False):
             y = lat(_nchw(f))
             x = y + F.interpolate(x, size=y.shape[-2:], mode="bilinear", align_corners=False)
-        return upsample(self.head(self.fuse(x)), size)
+        return self.head(self.fuse(x))
 
 
 class HRNetDecoder(nn.Module):
@@ -69,12 +61,12 @@ class HRNetDecoder(nn.Module):
             nn.Conv2d(width, out_channels, 1),
         )
 
-    def forward(self, feats: list[torch.Tensor], size: tuple[int, int] | None) -> torch.Tensor:
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         xs = [down(_nchw(f)) for down, f in zip(self.downsampler, feats, strict=False)]
         hw = xs[0].shape[-2:]
         xs = [xs[0]] + [F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
                         for x in xs[1:]]
-        return upsample(self.last_layer(torch.cat(xs, dim=1)), size)
+        return self.last_layer(torch.cat(xs, dim=1))
 
 
 def build_decoder(cfg: DecoderConfig, stage_dims: tuple[int, ...], out_channels: int) -> nn.Module:

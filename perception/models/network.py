@@ -172,7 +172,7 @@ class MultiTaskNet(nn.Module):
         out = {}
         for n in names:
             head = self.tasks[n]
-            raw = head.decoder(self._for_decoder(self._branch(n, feats, traces, cache)), None)
+            raw = head.decoder(self._for_decoder(self._branch(n, feats, traces, cache)))
             out[n] = head.kind.upsample(raw, size, head.cfg)
         return out
 

@@ -159,7 +159,7 @@ def task_weights(model: MultiTaskNet, name: str) -> dict[str, torch.Tensor]:
 
 class SlotProgram(nn.Module):
     """``forward(*trunk_outputs, *source_features, *weights)`` -> raw output [B, K, H/4, W/4]
-    (``decoders.upsample`` to the input size is the engine's, outside the compiled graph).
+    (``TaskKind.upsample`` to the input size is the engine's, outside the compiled graph).
 
     Built from a template task; any task with the same :class:`SlotKey` runs through it by
     passing its own weights (in :attr:`weight_names` order). Fusion slots also take the source
@@ -209,7 +209,7 @@ class SlotProgram(nn.Module):
             feats = [layers[s + 1].downsample(f) for s, f in enumerate(feats[:-1])] + [feats[-1]]
         dec = {k[len("head.decoder."):]: v for k, v in params.items()
                if k.startswith("head.decoder.")}
-        return functional_call(self.task.head.decoder, dec, (feats, None))  # the engine upsamples
+        return functional_call(self.task.head.decoder, dec, (feats,))  # the engine upsamples
 
     def forward(self, *args: torch.Tensor) -> torch.Tensor:
         trunk = args[: self.num_trunk]

@@ -87,12 +87,12 @@ class Depth(TaskKind):
         """Bilinear log-depth plus, with ``subpixel``, the pixel-shuffled residuals -> [B, 1, *size]."""
         if size is None:
             return raw
-        base = F.interpolate(raw[:, :1], size=size, mode="bilinear", align_corners=False)
+        base = super().upsample(raw[:, :1], size, cfg)
         if not cfg.subpixel:
             return base
         fine = F.pixel_shuffle(raw[:, 1:], cfg.subpixel)
         if tuple(fine.shape[-2:]) != tuple(size):  # an input that is not a multiple of the stride
-            fine = F.interpolate(fine, size=size, mode="bilinear", align_corners=False)
+            fine = super().upsample(fine, size, cfg)
         return base + fine
 
     def class_names(self, cfg: TaskConfig) -> tuple[str, ...]:
