@@ -137,6 +137,10 @@ class TaskConfig:
     # shuffle), so depth edges can be sharper than the decoder's stride. 0: bilinear only;
     # else the decoder's output stride (4 for "fpn").
     subpixel: int = 0
+    # depth: weight of the multi-scale gradient-matching term added to SILog (MiDaS, Ranftl et
+    # al. 2020): the log-depth error's differences between neighbouring pixels at strides 1, 2,
+    # 4, 8, so depth edges are asked to sit where the labels' are. Training only; 0: SILog alone.
+    grad_loss_weight: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "class_names", tuple(self.class_names))
@@ -153,6 +157,12 @@ class TaskConfig:
             raise ConfigError(f"task {self.name!r}: subpixel must be 0, 2, 4 or 8, got {self.subpixel}")
         if self.subpixel and self.kind != "depth":
             raise ConfigError(f"task {self.name!r}: subpixel is for depth tasks, not {self.kind!r}")
+        if not self.grad_loss_weight >= 0.0:
+            raise ConfigError(f"task {self.name!r}: grad_loss_weight must be >= 0, "
+                              f"got {self.grad_loss_weight}")
+        if self.grad_loss_weight and self.kind != "depth":
+            raise ConfigError(f"task {self.name!r}: grad_loss_weight is for depth tasks, "
+                              f"not {self.kind!r}")
         if self.num_classes is not None and self.num_classes < 1:
             raise ConfigError(f"task {self.name!r}: num_classes must be >= 1")
         if self.class_names and self.num_classes and len(self.class_names) != self.num_classes:
