@@ -64,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.bf16:
+        from perception.commands.train import warn_slow_bf16
+
+        warn_slow_bf16("cpu")  # evaluate runs the model on the CPU
     model = load_model_from(args.model)
     for path in args.bundle:
         load_bundle_into(model, read_bundle(path))

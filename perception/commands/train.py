@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 __all__ = ["register", "add_training_args", "apply_overrides", "train_config_from", "setup_runtime",
-           "report_pause", "cpu_has_bf16"]
+           "report_pause", "cpu_has_bf16", "warn_slow_bf16"]
 
 
 def add_training_args(p: argparse.ArgumentParser) -> None:
@@ -138,6 +138,14 @@ def cpu_has_bf16() -> bool:
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
+def warn_slow_bf16(device: str) -> None:
+    """Say so on stderr when ``--bf16`` on this device would be emulated (slower, not faster)."""
+    if device == "cpu" and not cpu_has_bf16():
+        print("warning: --bf16 on a CPU without bfloat16 units (AVX512-BF16 or AMX): autocast "
+              "emulates it and steps run several times slower (a Swin-T forward pass: 6-8x on Zen 3); drop "
+              "--bf16 here", file=sys.stderr)
+
+
 def setup_runtime(args: argparse.Namespace) -> Any:
     """Threads, process group and seed; returns the :class:`DistInfo` of this process."""
     import torch
@@ -147,10 +155,8 @@ def setup_runtime(args: argparse.Namespace) -> Any:
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {args.device} requested but CUDA is not available; use --device cpu")
-    if args.bf16 and args.device == "cpu" and not cpu_has_bf16():
-        print("warning: --bf16 on a CPU without bfloat16 units (AVX512-BF16 or AMX): autocast "
-              "emulates it and steps run several times slower (a Swin-T forward pass: 6-8x on Zen 3); drop "
-              "--bf16 here", file=sys.stderr)
+    if args.bf16:
+        warn_slow_bf16(args.device)
     if args.threads is not None:
         if args.threads < 1:
             raise ConfigError(f"--threads must be >= 1, got {args.threads}")

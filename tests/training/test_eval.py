@@ -141,6 +141,22 @@ def test_cli_eval_writes_json_and_markdown(saved: dict[str, Path], tmp_path: Pat
     assert md in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_cli_eval_bf16_on_a_cpu_without_bf16_units_warns(saved: dict[str, Path], native: bool,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """The same warning as ``tadp train --bf16`` (torch's CPU probe set to each answer); the
+    evaluation still runs."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    rc = tadp(["eval", "--model", str(saved["base"]), "--data", str(saved["data"]), "--tasks", "depth",
+               "--bf16", "--no-progress"])
+    assert rc == 0
+    out, err = capsys.readouterr()
+    assert ("without bfloat16 units" in err) is not native
+    assert "| depth | abs_rel |" in out
+
+
 def test_eval_on_real_cityscapes_scores_only_what_is_labelled(saved: dict[str, Path], real_data: Path,
                                                               tmp_path: Path) -> None:
     root = real_data / "mmseg_cityscapes/tests/data/pseudo_cityscapes_dataset"
