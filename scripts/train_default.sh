@@ -47,7 +47,7 @@ if [[ "${1:-}" == "--estimate" ]]; then
 import json, statistics, sys
 steps = json.load(open(sys.argv[1]))["steps"][1:]  # the first step pays for warm-up
 s = statistics.median(r["seconds"] for r in steps)
-n = 800 + 1200 + 900 + 1600 + 5000 + 1250 + 2000 + 3500 + 7000 + 6637 + 5699
+n = 800 + 1200 + 900 + 1600 + 5000 + 1250 + 2000 + 3500 + 7000 + 6637 + 5699 + 5000 + 4000
 print(f"median {s:.2f} s/step (optimizer step only; data loading overlaps in the worker)")
 print(f"{n} steps -> {n * s / 3600:.1f} h of training, plus validation")
 EOF
@@ -131,5 +131,16 @@ if [[ ! -f "$ROOT/r11/model.safetensors" ]]; then
     tadp export-model "$ROOT/r11/checkpoints/last" --out "$ROOT/r11/model.safetensors"
 fi
 
-tadp eval --model "$ROOT/r11/model.safetensors" --data "$DATA/val" --threads "$THREADS" --out "$ROOT/r11/eval_val"
-echo "to ship it: cp $ROOT/r11/model.safetensors $ROOT/r11/model.yaml perception/assets/default/"
+# r12 and r13 add depth's gradient-matching loss term (grad_loss_weight 0.5, in today's tiny
+# config) and run two full schedules at peak learning rate from r11.
+# shellcheck disable=SC2086
+run r12 0 --init "$ROOT/r11/model.safetensors" --set tasks.depth.loss_weight=4.0 \
+    --set tasks.depth.grad_loss_weight=0.5 --train "$DATA/train2" $BF16 --max-steps 5000 --lr 3e-4 \
+    --warmup-steps 100 --min-lr-ratio 0.02 --seed 12 --val-every 0
+# shellcheck disable=SC2086
+run r13 0 --init "$ROOT/r12/model.safetensors" --set tasks.depth.loss_weight=4.0 \
+    --set tasks.depth.grad_loss_weight=0.5 --train "$DATA/train2" $BF16 --max-steps 4000 --lr 3e-4 \
+    --warmup-steps 100 --min-lr-ratio 0.02 --seed 13 --val-every 0
+
+tadp eval --model "$ROOT/r13/model.safetensors" --data "$DATA/val" --threads "$THREADS" --out "$ROOT/r13/eval_val"
+echo "to ship it: cp $ROOT/r13/model.safetensors $ROOT/r13/model.yaml perception/assets/default/"
