@@ -56,16 +56,18 @@ class TaskKind(ABC):
     def loss(self, raw: torch.Tensor, target: torch.Tensor, cfg: TaskConfig) -> torch.Tensor:
         """Training loss of raw decoder output [B, K, H, W] against the sample's label."""
 
-    @abstractmethod
     def postprocess(self, raw: torch.Tensor, cfg: TaskConfig,
                     focal_px: float | torch.Tensor | None = None,
                     height_m: float | torch.Tensor | None = None) -> torch.Tensor:
-        """Raw output -> what consumers use: class ids [B, H, W] uint8 or depth [B, H, W] metres.
+        """Raw output -> what consumers use: class ids [B, H, W] uint8 (this default, for every
+        per-pixel classification kind) or e.g. depth [B, H, W] metres (kinds override it).
 
         ``focal_px``: the vertical focal length (px) of the camera that took the frame, at the
         network input (a float, or one per frame [B]); None when unknown. ``height_m``: the
         camera's mounting height above the ground (m), likewise. Only metric kinds use them
-        (depth scales with both, see ``perception.tasks.depth``)."""
+        (depth scales with both, see ``perception.tasks.depth``); every caller passes them, so
+        one call serves every kind."""
+        return argmax_ids(raw)
 
     def colorize(self, pred: np.ndarray, cfg: TaskConfig) -> np.ndarray:
         """Post-processed prediction [H, W] -> BGR uint8 [H, W, 3] for overlays."""

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from perception.config import TaskConfig
-from perception.tasks.base import TaskKind, argmax_ids, cross_entropy
+from perception.tasks.base import TaskKind, cross_entropy
 
 __all__ = ["Drivable"]
 
@@ -20,11 +20,6 @@ class Drivable(TaskKind):
 
     def loss(self, raw: torch.Tensor, target: torch.Tensor, cfg: TaskConfig) -> torch.Tensor:
         return cross_entropy(raw, target)
-
-    def postprocess(self, raw: torch.Tensor, cfg: TaskConfig,
-                    focal_px: float | torch.Tensor | None = None,
-                    height_m: float | torch.Tensor | None = None) -> torch.Tensor:
-        return argmax_ids(raw)
 
     def colorize(self, pred: np.ndarray, cfg: TaskConfig) -> np.ndarray:
         return _PALETTE_BGR[np.clip(pred, 0, 2)]

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from perception.config import TaskConfig
-from perception.tasks.base import IGNORE_INDEX, TaskKind, argmax_ids, dice_loss
+from perception.tasks.base import IGNORE_INDEX, TaskKind, dice_loss
 
 __all__ = ["Lanes", "focal_dice_loss"]
 
@@ -31,11 +31,6 @@ class Lanes(TaskKind):
 
     def loss(self, raw: torch.Tensor, target: torch.Tensor, cfg: TaskConfig) -> torch.Tensor:
         return focal_dice_loss(raw, target)
-
-    def postprocess(self, raw: torch.Tensor, cfg: TaskConfig,
-                    focal_px: float | torch.Tensor | None = None,
-                    height_m: float | torch.Tensor | None = None) -> torch.Tensor:
-        return argmax_ids(raw)
 
     def colorize(self, pred: np.ndarray, cfg: TaskConfig) -> np.ndarray:
         out = np.zeros(pred.shape + (3,), dtype=np.uint8)

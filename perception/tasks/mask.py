@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from perception.config import TaskConfig
-from perception.tasks.base import IGNORE_INDEX, TaskKind, argmax_ids, cross_entropy, dice_loss
+from perception.tasks.base import IGNORE_INDEX, TaskKind, cross_entropy, dice_loss
 
 __all__ = ["Mask"]
 
@@ -20,11 +20,6 @@ class Mask(TaskKind):
         valid = (target != IGNORE_INDEX).float()
         fg = raw.softmax(dim=1)[:, 1]
         return cross_entropy(raw, target) + dice_loss(fg, (target == 1).float(), valid)
-
-    def postprocess(self, raw: torch.Tensor, cfg: TaskConfig,
-                    focal_px: float | torch.Tensor | None = None,
-                    height_m: float | torch.Tensor | None = None) -> torch.Tensor:
-        return argmax_ids(raw)
 
     def colorize(self, pred: np.ndarray, cfg: TaskConfig) -> np.ndarray:
         out = np.zeros(pred.shape + (3,), dtype=np.uint8)

@@ -6,7 +6,7 @@ import torch
 
 from perception.config import TaskConfig
 from perception.data.classes import SYNTH_CLASSES
-from perception.tasks.base import TaskKind, argmax_ids, cross_entropy
+from perception.tasks.base import TaskKind, cross_entropy
 
 __all__ = ["Segmentation"]
 
@@ -18,11 +18,6 @@ class Segmentation(TaskKind):
 
     def loss(self, raw: torch.Tensor, target: torch.Tensor, cfg: TaskConfig) -> torch.Tensor:
         return cross_entropy(raw, target)
-
-    def postprocess(self, raw: torch.Tensor, cfg: TaskConfig,
-                    focal_px: float | torch.Tensor | None = None,
-                    height_m: float | torch.Tensor | None = None) -> torch.Tensor:
-        return argmax_ids(raw)
 
     def colorize(self, pred: np.ndarray, cfg: TaskConfig) -> np.ndarray:
         if self.class_names(cfg) == self.default_classes:
