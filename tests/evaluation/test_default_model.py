@@ -18,6 +18,7 @@ import pytest
 from perception.data.readers import SyntheticDataset
 from perception.data.synthetic import SynthConfig, write_dataset
 from perception.evaluation.evaluate import evaluate
+from perception.models.network import MultiTaskNet
 from perception.runtime.default_model import DEFAULT_MODEL
 from perception.runtime.engine import PerceptionEngine
 from perception.training.model_file import load_model
@@ -33,29 +34,38 @@ def unseen(tmp_path_factory: pytest.TempPathFactory) -> SyntheticDataset:
     return SyntheticDataset(root)
 
 
+@pytest.fixture(scope="module")
+def model() -> MultiTaskNet:
+    return load_model(DEFAULT_MODEL)  # evaluate() restores the train/eval flags it changes
+
+
+@pytest.fixture(scope="module")
+def direct(model: MultiTaskNet, unseen: SyntheticDataset) -> dict[str, float]:
+    """The PyTorch model's metrics, what ``tadp eval`` reports."""
+    return evaluate(model, unseen).metrics
+
+
 def _check(metrics: dict[str, float]) -> None:
     low = {k: round(metrics[k], 4) for k, floor in FLOORS.items() if not metrics[k] >= floor}
     assert not low, f"below the floors {FLOORS}: {low}"
     assert metrics["depth/abs_rel"] <= MAX_ABS_REL, metrics["depth/abs_rel"]
 
 
-def test_the_default_model_meets_its_targets_on_unseen_frames(unseen: SyntheticDataset) -> None:
-    metrics = evaluate(load_model(DEFAULT_MODEL), unseen).metrics
-    _check(metrics)
+def test_the_default_model_meets_its_targets_on_unseen_frames(model: MultiTaskNet, unseen: SyntheticDataset,
+                                                               direct: dict[str, float]) -> None:
+    _check(direct)
     # Depth follows each frame's camera: without the frames' intrinsics and mountings it is worse.
-    blind = evaluate(load_model(DEFAULT_MODEL), unseen, tasks=["depth"], intrinsics=False,
-                     mounting=False).metrics
-    assert blind["depth/abs_rel"] > metrics["depth/abs_rel"] + 0.01, (blind, metrics)
+    blind = evaluate(model, unseen, tasks=["depth"], intrinsics=False, mounting=False).metrics
+    assert blind["depth/abs_rel"] > direct["depth/abs_rel"] + 0.01, (blind, direct)
 
 
 @pytest.mark.slow
-def test_the_node_path_scores_what_the_model_scores(unseen: SyntheticDataset, tmp_path: Path) -> None:
+def test_the_node_path_scores_what_the_model_scores(model: MultiTaskNet, unseen: SyntheticDataset,
+                                                    direct: dict[str, float], tmp_path: Path) -> None:
     """ONNX Runtime (the CPU node's backend) on the uint8 frames, as bag replay and the node
     run: same floors, and within rounding of the PyTorch figures."""
-    model = load_model(DEFAULT_MODEL)
     engine = PerceptionEngine(model, "onnxruntime", cache_dir=tmp_path)
     served = evaluate(model, unseen, engine=engine).metrics
     _check(served)
-    direct = evaluate(model, unseen).metrics
     for key in (*FLOORS, "depth/abs_rel"):
         assert served[key] == pytest.approx(direct[key], abs=0.005), key
